@@ -1,0 +1,12 @@
+"""The public functional API of electra_fast: torch-style names and argument order.
+
+Every function here is a fused op (electra_fast/ops/) that runs on the best backend for its tensors'
+device (electra_fast.backend), differentiable where it says so, and traceable by torch.compile.
+"""
+from .ops.rtd_loss import RTDMetrics, rtd_loss, rtd_metrics
+
+__all__ = [
+    "RTDMetrics",
+    "rtd_loss",
+    "rtd_metrics",
+]

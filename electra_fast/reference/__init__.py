@@ -1,0 +1,1 @@
+"""Plain-PyTorch implementations of every op: the test oracle and the fallback backend."""

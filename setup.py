@@ -1,0 +1,76 @@
+"""Build electra_fast._C: the C++ CPU kernels always, the CUDA kernels when torch and nvcc allow.
+
+Environment:
+  ELECTRA_FAST_SKIP_BUILD=1   pure-Python install (every op falls back to the reference backend)
+  ELECTRA_FAST_FORCE_CUDA=1   build the CUDA sources even when no GPU is visible (CI compile check)
+  TORCH_CUDA_ARCH_LIST        CUDA architectures; defaults to "8.0;9.0" when no GPU is visible
+  MAX_JOBS                    parallel compile jobs (read by torch's ninja builder)
+"""
+import glob
+import os
+import platform
+import sys
+import shutil
+
+from setuptools import setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cuda_wanted(torch_version_cuda):
+    if torch_version_cuda is None:
+        return False
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return CUDA_HOME is not None and (
+        shutil.which("nvcc") is not None or os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
+    )
+
+
+def _extensions():
+    if os.environ.get("ELECTRA_FAST_SKIP_BUILD", "0") == "1":
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+    include_dirs = [os.path.join(ROOT, "csrc", "include")]
+    include_dirs += [p for p in os.environ.get("ELECTRA_FAST_EXTRA_INCLUDE", "").split(os.pathsep) if p]
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"]
+    # glibc's vector libm (expf/log1pf SIMD variants, see csrc/include/electra_fast/cpu_simd.h)
+    link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") and platform.machine() == "x86_64" else [])
+    define_macros = [("Py_LIMITED_API", "0x03090000")]
+    use_cuda = _cuda_wanted(torch.version.cuda)
+    if use_cuda:
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+            # torch raises on a GPU-less machine unless told which architectures to build
+            os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        ext = CUDAExtension(
+            "electra_fast._C",
+            sources,
+            include_dirs=include_dirs,
+            define_macros=define_macros + [("EF_WITH_CUDA", "1")],
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]},
+            extra_link_args=link_args,
+            py_limited_api=True,
+        )
+    else:
+        ext = CppExtension(
+            "electra_fast._C",
+            sources,
+            include_dirs=include_dirs,
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=link_args,
+            py_limited_api=True,
+        )
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)}
+
+
+ext_modules, cmdclass = _extensions()
+setup(
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    options={"bdist_wheel": {"py_limited_api": "cp39"}} if ext_modules else {},
+)

@@ -1,0 +1,38 @@
+"""Test set-up. TRITON_INTERPRET must be set before any @triton.jit decoration runs, so it is set here,
+before anything imports electra_fast's Triton modules; the Triton and inductor caches go to a temp dir."""
+import os
+import tempfile
+
+_CACHE = tempfile.mkdtemp(prefix="electra_fast_test_cache_")
+os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(_CACHE, "triton"))
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(_CACHE, "inductor"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import electra_fast  # noqa: E402
+from electra_fast import backend  # noqa: E402
+
+GPU = torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not GPU:
+            item.add_marker(skip_gpu)
+
+
+def cpu_backends():
+    """The backends that run on CPU tensors here (reference, cpp, triton under the interpreter)."""
+    return backend.available("cpu")
+
+
+def gpu_backends():
+    return backend.available("cuda") if GPU else []
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    torch.manual_seed(0)
