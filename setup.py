@@ -2,7 +2,8 @@
 
 Environment:
   ELECTRA_FAST_SKIP_BUILD=1   pure-Python install (every op falls back to the reference backend)
-  ELECTRA_FAST_FORCE_CUDA=1   build the CUDA sources even when no GPU is visible (CI compile check)
+  ELECTRA_FAST_FORCE_CUDA=1   fail instead of building CPU-only when CUDA cannot be built (CI check)
+  ELECTRA_FAST_EXTRA_INCLUDE  extra include dirs (os.pathsep-separated), e.g. site-packages/nvidia/cu13/include
   TORCH_CUDA_ARCH_LIST        CUDA architectures; defaults to "8.0;9.0" when no GPU is visible
   MAX_JOBS                    parallel compile jobs (read by torch's ninja builder)
 """
@@ -36,11 +37,16 @@ def _extensions():
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     include_dirs += [p for p in os.environ.get("ELECTRA_FAST_EXTRA_INCLUDE", "").split(os.pathsep) if p]
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"]
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]
     # glibc's vector libm (expf/log1pf SIMD variants, see csrc/include/electra_fast/cpu_simd.h)
     link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") and platform.machine() == "x86_64" else [])
     define_macros = [("Py_LIMITED_API", "0x03090000")]
     use_cuda = _cuda_wanted(torch.version.cuda)
+    if os.environ.get("ELECTRA_FAST_FORCE_CUDA", "0") == "1" and not use_cuda:
+        raise RuntimeError(
+            f"ELECTRA_FAST_FORCE_CUDA=1 but CUDA cannot be built: torch.version.cuda={torch.version.cuda}, "
+            "nvcc/CUDA_HOME not found or torch is a CPU build"
+        )
     if use_cuda:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             # torch raises on a GPU-less machine unless told which architectures to build
@@ -51,7 +57,7 @@ def _extensions():
             sources,
             include_dirs=include_dirs,
             define_macros=define_macros + [("EF_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
             extra_link_args=link_args,
             py_limited_api=True,
         )
