@@ -60,4 +60,4 @@ clean:
 syntax:
 	@$(PYTHON) -c "import sysconfig; from torch.utils.cpp_extension import include_paths; \
 	print(' '.join(['-I' + p for p in include_paths()] + ['-I' + sysconfig.get_paths()['include'], '-Icsrc/include']))" > /tmp/ef_includes.txt
-	g++ -std=c++17 -fsyntax-only -fopenmp $$(cat /tmp/ef_includes.txt) $(FILE)
+	g++ -std=c++20 -fsyntax-only -w -fopenmp $$(cat /tmp/ef_includes.txt) $(FILE)
