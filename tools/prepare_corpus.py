@@ -34,7 +34,7 @@ OUTPUT = pathlib.Path(__file__).resolve().parents[1] / "electra_fast" / "corpus"
 _DROPPED_SECTIONS = {"references", "external links", "see also", "further reading", "notes", "bibliography",
                      "sources", "footnotes", "citations", "notes and references", "works cited"}
 # Link namespaces whose content is not running text (images, categories, interlanguage links).
-_DROPPED_LINK = re.compile(r"^\s*:?\s*(file|image|category|media|[a-z]{2,3}(-[a-z]+)?)\s*:", re.IGNORECASE)
+_DROPPED_LINK = re.compile(r"^\s*:?\s*(category|[a-z]{2,3}(-[a-z]+)?)\s*:", re.IGNORECASE)
 
 
 def fetch_dump(wheel: pathlib.Path | None) -> bytes:
@@ -82,6 +82,26 @@ def _drop_balanced(text: str, open_tok: str, close_tok: str) -> str:
     return "".join(out)
 
 
+def _drop_media_links(text: str) -> str:
+    """Remove [[File:...]] / [[Image:...]] links whole, captions included (they nest links and brackets)."""
+    opener = re.compile(r"\[\[\s*(file|image|media):", re.IGNORECASE)
+    while True:
+        m = opener.search(text)
+        if not m:
+            return text
+        depth, i = 0, m.start()
+        while i < len(text):
+            if text.startswith("[[", i):
+                depth, i = depth + 1, i + 2
+            elif text.startswith("]]", i):
+                depth, i = depth - 1, i + 2
+                if depth == 0:
+                    break
+            else:
+                i += 1
+        text = text[: m.start()] + text[i:]
+
+
 def _links(text: str) -> str:
     """[[target|label]] -> label, [[target]] -> target; file/category/interlanguage links removed.
 
@@ -111,7 +131,7 @@ def strip_markup(wikitext: str) -> str:
                   flags=re.DOTALL | re.IGNORECASE)
     text = _drop_balanced(text, "{{", "}}")
     text = _drop_balanced(text, "{|", "|}")
-    text = _links(text)
+    text = _links(_drop_media_links(text))
     text = re.sub(r"\[(?:(?:https?|ftp):)?//[^\s\]]+\s*([^\]]*)\]", r"\1", text)  # [url label] -> label
     text = re.sub(r"'{2,}", "", text)
     text = re.sub(r"<[^>]+>", "", text)
