@@ -57,24 +57,31 @@ def _sync(cuda: bool) -> None:
         torch.cuda.synchronize()
 
 
-def time_fn(fn: Callable[[], object], *, warmup: int = 3, repeats: int = 30, min_seconds: float = 0.2,
-            quick: bool = False, cuda: Optional[bool] = None) -> Timing:
-    """Time `fn()`: `warmup` untimed calls (compilation, caches), then at least `repeats` timed calls and
-    at least `min_seconds` of them. Each call is timed alone, with torch.cuda.synchronize before and after
-    on GPU (cuda=None: whenever CUDA is available), so the spread is real. `quick` cuts the work ~10x."""
+def time_fn(fn: Callable[..., object], *, setup: Optional[Callable[[], object]] = None, warmup: int = 3,
+            repeats: int = 30, min_seconds: float = 0.2, quick: bool = False,
+            cuda: Optional[bool] = None) -> Timing:
+    """Time `fn()`, or `fn(setup())` when `setup` is given (setup runs untimed before every call: e.g. a
+    forward pass whose backward is timed). `warmup` untimed calls (compilation, caches), then at least
+    `repeats` timed calls and at least `min_seconds` of timed time. Each call is timed alone, with
+    torch.cuda.synchronize before and after on GPU (cuda=None: whenever CUDA is available), so the
+    spread is real. `quick` cuts the work ~10x."""
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if quick:
         warmup, repeats, min_seconds = 1, max(repeats // 10, 3), min_seconds / 10
-    for _ in range(warmup):
-        fn()
-    _sync(cuda)
-    times: List[float] = []
-    start_all = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start_all < min_seconds:
-        start = time.perf_counter()
-        fn()
+
+    def call() -> float:
+        arg = (setup(),) if setup is not None else ()
         _sync(cuda)
-        times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        fn(*arg)
+        _sync(cuda)
+        return time.perf_counter() - start
+
+    for _ in range(warmup):
+        call()
+    times: List[float] = []
+    while len(times) < repeats or sum(times) < min_seconds:
+        times.append(call())
     q = statistics.quantiles(times, n=10, method="inclusive")
     return Timing(median=statistics.median(times), p10=q[0], p90=q[-1], repeats=len(times))
 

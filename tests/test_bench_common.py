@@ -14,6 +14,9 @@ def test_time_fn_orders_percentiles():
     t = common.time_fn(lambda: torch.randn(1000).sum(), warmup=1, repeats=12, min_seconds=0)
     assert t.repeats >= 12
     assert 0 < t.p10 <= t.median <= t.p90
+    calls = []
+    t2 = common.time_fn(lambda v: calls.append(v), setup=lambda: "fresh", warmup=2, repeats=5, min_seconds=0)
+    assert calls == ["fresh"] * (2 + t2.repeats)
     assert set(t.as_dict("fwd_")) == {"fwd_ms", "fwd_p10_ms", "fwd_p90_ms", "fwd_repeats"}
 
 

@@ -65,13 +65,17 @@ def _setup_context(ctx, inputs, output):
     ctx.compute_grad = inputs[5]
     ctx.save_for_backward(output[1])
     ctx.mark_non_differentiable(output[1])
+    # the saved-gradient output never receives a gradient: without this autograd would allocate an
+    # input-sized tensor of zeros for it on every backward
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_loss, _grad_of_grad):
     (grad,) = ctx.saved_tensors
     if not ctx.compute_grad:
         raise RuntimeError("electra_fast::rtd_loss was called with compute_grad=False; it has no gradient")
-    return grad_loss * grad, None, None, None, None, None
+    grad_logits = None if grad_loss is None else grad_loss * grad
+    return grad_logits, None, None, None, None, None
 
 
 rtd_loss_op.register_autograd(_backward, setup_context=_setup_context)
