@@ -3,10 +3,12 @@
 Every function here is a fused op (electra_fast/ops/) that runs on the best backend for its tensors'
 device (electra_fast.backend), differentiable where it says so, and traceable by torch.compile.
 """
+from .ops.generator_head import generator_head
 from .ops.rtd_loss import RTDMetrics, rtd_loss, rtd_metrics
 
 __all__ = [
     "RTDMetrics",
+    "generator_head",
     "rtd_loss",
     "rtd_metrics",
 ]

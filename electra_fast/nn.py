@@ -1,7 +1,7 @@
 """nn.Module wrappers of the fused ops, for models that prefer modules to functions."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -24,3 +24,32 @@ class RTDLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
+
+
+class GeneratorHead(torch.nn.Module):
+    """The generator's output layer: `electra_fast.functional.generator_head` as a module.
+
+    Owns only the output bias [V] (zeros at init); the tied word embedding [V, E] is passed at call time.
+    forward(hidden [M,E], weight [V,E], targets [M], *, seed, offset=0) -> (loss, samples [M] int64)
+    """
+
+    def __init__(self, vocab_size: int, *, bias: bool = True, temperature: float = 1.0, reduction: str = "mean",
+                 ignore_index: int = -100, chunk_size: Optional[int] = None):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.bias = torch.nn.Parameter(torch.zeros(vocab_size)) if bias else None
+        self.temperature = temperature
+        self.reduction = reduction
+        self.ignore_index = ignore_index
+        self.chunk_size = chunk_size
+
+    def forward(self, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, seed: int,
+                offset: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+        bias = None if self.bias is None else self.bias.to(hidden.dtype)
+        return F.generator_head(hidden, weight, bias, targets, temperature=self.temperature, seed=seed,
+                                offset=offset, reduction=self.reduction, ignore_index=self.ignore_index,
+                                chunk_size=self.chunk_size)
+
+    def extra_repr(self) -> str:
+        return (f"vocab_size={self.vocab_size}, bias={self.bias is not None}, temperature={self.temperature}, "
+                f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, chunk_size={self.chunk_size}")
