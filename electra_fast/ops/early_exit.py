@@ -1,0 +1,331 @@
+"""Token-level early exit: the exit decision, compaction of the active tokens, and restore.
+
+    exit_mask(exit_logits [B,T], active [B,T], threshold, keep_ids, input_ids) -> still_active [B,T] bool
+    gather_tokens(hidden [B,T,H], active [B,T]) -> Packed(tokens [N,H], index [N], cu_seqlens [B+1], max_seqlen)
+    pad_packed(packed, B) -> (padded [B,L,H], pad_mask [B,L]);   unpad(padded, packed) -> [N,H]
+    scatter_tokens(tokens [N,H], index [N], base [B,T,H]) -> [B,T,H]
+The math (reference: electra_fast/reference/early_exit.py): a token stays iff it was active and
+max(p, 1-p) < threshold (p = sigmoid(logit)) or its id is in keep_ids; the test is exact, as
+|logit| < logit(threshold). index holds the flat positions b*T + t of the active tokens, row by row.
+
+Autograd: gather and scatter are each other's backward. d gather / d hidden = scatter into zeros;
+d scatter / d tokens = gather of the gradient; d scatter / d base = the gradient with the rows at index
+zeroed. The backward passes call the same custom ops, so double backward works too.
+
+Host synchronisation: exactly one per gather_tokens (the compaction reads N and max_seqlen, which size
+its outputs, in one device-to-host copy). exit_mask, the gathers/scatters, pad_packed and unpad never
+synchronise. Under torch.compile the compaction's fake gives N and max_seqlen as unbacked symbolic
+sizes, so fullgraph=True traces through a data-dependent number of tokens.
+
+Raw ops (contiguous tensors; index int64 flat rows): electra_fast::compact, ::gather_rows,
+::scatter_rows, ::exit_mask. Kernels: csrc/cpu/early_exit.cpp, csrc/cuda/early_exit.cu (logic in
+csrc/include/electra_fast/compaction.h), electra_fast/triton/early_exit.py.
+Tests: tests/ops/test_early_exit.py. Benchmark: benchmarks/bench_early_exit.py.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .. import backend
+from .._validation import check_same_device, check_tensor
+from ..reference import early_exit as reference
+
+_LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_ID_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+# gather/scatter copy bits, so any dtype of these element sizes works (Triton views them as integers)
+_ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.bool) + _ID_DTYPES
+
+
+class Packed(NamedTuple):
+    """The active tokens of a batch, packed row by row (flash-attention's varlen layout).
+
+    tokens: [N, H] the active hidden states; index: [N] int64 flat positions b*T + t in the [B, T]
+    batch; cu_seqlens: [B+1] int32 cumulative active counts per row; max_seqlen: the largest count."""
+
+    tokens: torch.Tensor
+    index: torch.Tensor
+    cu_seqlens: torch.Tensor
+    max_seqlen: int
+
+
+def _triton():
+    from ..triton import early_exit as triton_early_exit
+
+    return triton_early_exit
+
+
+def _float32_bound(threshold: float) -> float:
+    """The smallest float32 >= logit(threshold): for float32 |x|, |x| < logit(t) <=> |x| < this."""
+    exact = reference.threshold_logit(threshold)
+    bound = np.float32(exact)
+    if float(bound) < exact:
+        bound = np.nextafter(bound, np.float32(np.inf))
+    return float(bound)
+
+
+# ------------------------------------------------------------------------------------------ raw ops
+@torch.library.custom_op("electra_fast::exit_mask", mutates_args=())
+def exit_mask_op(logits: torch.Tensor, active: torch.Tensor, input_ids: Optional[torch.Tensor],
+                 keep_ids: Optional[torch.Tensor], threshold: float) -> torch.Tensor:
+    """active (bool) & (|logits| < logit(threshold) | input_ids in keep_ids); ids int64, all contiguous."""
+    name = backend.select(logits.device)
+    if name == "reference" or logits.dtype == torch.float64:  # float64 is compared exactly on the reference
+        return reference.exit_mask(logits, active, threshold, keep_ids, input_ids)
+    bound = _float32_bound(threshold)
+    active_u8 = active.view(torch.uint8)
+    if name == "triton":
+        return _triton().exit_mask(logits, active_u8, input_ids, keep_ids, bound)
+    return torch.ops.electra_fast_C.exit_mask(logits, active_u8, input_ids, keep_ids, bound)
+
+
+@exit_mask_op.register_fake
+def _(logits, active, input_ids, keep_ids, threshold):
+    return torch.empty_like(active)
+
+
+@torch.library.custom_op("electra_fast::compact", mutates_args=())
+def compact_op(active: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """(index [N] int64, cu_seqlens [B+1] int32, max_seqlen) of a contiguous [B,T] bool mask.
+    The one host synchronisation of a compaction: N and max_seqlen size the outputs."""
+    name = backend.select(active.device)
+    if name == "reference":
+        return reference.compact(active)
+    if name == "triton":
+        return _triton().compact(active.view(torch.uint8))
+    return torch.ops.electra_fast_C.compact(active.view(torch.uint8))
+
+
+@compact_op.register_fake
+def _(active):
+    ctx = torch.library.get_ctx()
+    num_tokens = ctx.new_dynamic_size()
+    max_seqlen = ctx.new_dynamic_size()
+    return (active.new_empty(num_tokens, dtype=torch.int64),
+            active.new_empty(active.shape[0] + 1, dtype=torch.int32), max_seqlen)
+
+
+@torch.library.custom_op("electra_fast::gather_rows", mutates_args=())
+def gather_rows_op(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """[N,H] = src[index] for contiguous src [M,H] and int64 index [N] in [0, M)."""
+    name = backend.select(src.device)
+    if name == "reference":
+        return reference.gather_rows(src, index)
+    if name == "triton":
+        return _triton().gather_rows(src, index)
+    return torch.ops.electra_fast_C.gather_rows(src, index)
+
+
+@gather_rows_op.register_fake
+def _(src, index):
+    return src.new_empty((index.shape[0], src.shape[1]))
+
+
+@torch.library.custom_op("electra_fast::scatter_rows", mutates_args=())
+def scatter_rows_op(tokens: Optional[torch.Tensor], index: torch.Tensor, base: Optional[torch.Tensor],
+                    num_rows: int) -> torch.Tensor:
+    """[num_rows,H]: base (zeros if None) with rows index[i] := tokens[i] (zero rows if tokens is None).
+    index entries must be distinct (as a compaction's are)."""
+    name = backend.select(index.device)
+    if name == "reference":
+        return reference.scatter_rows(tokens, index, base, num_rows)
+    if name == "triton":
+        return _triton().scatter_rows(tokens, index, base, num_rows)
+    return torch.ops.electra_fast_C.scatter_rows(tokens, index, base, num_rows)
+
+
+@scatter_rows_op.register_fake
+def _(tokens, index, base, num_rows):
+    like = tokens if tokens is not None else base
+    return like.new_empty((num_rows, like.shape[1]))
+
+
+def _gather_setup(ctx, inputs, output):
+    src, index = inputs
+    ctx.num_rows = src.shape[0]
+    ctx.save_for_backward(index)
+
+
+def _gather_backward(ctx, grad):
+    (index,) = ctx.saved_tensors
+    return scatter_rows_op(grad.contiguous(), index, None, ctx.num_rows), None
+
+
+def _scatter_setup(ctx, inputs, output):
+    _, index, _, num_rows = inputs
+    ctx.num_rows = num_rows
+    ctx.save_for_backward(index)
+
+
+def _scatter_backward(ctx, grad):
+    (index,) = ctx.saved_tensors
+    grad = grad.contiguous()
+    grad_tokens = gather_rows_op(grad, index) if ctx.needs_input_grad[0] else None
+    grad_base = scatter_rows_op(None, index, grad, ctx.num_rows) if ctx.needs_input_grad[2] else None
+    return grad_tokens, None, grad_base, None
+
+
+gather_rows_op.register_autograd(_gather_backward, setup_context=_gather_setup)
+scatter_rows_op.register_autograd(_scatter_backward, setup_context=_scatter_setup)
+
+
+# -------------------------------------------------------------------------------------- validation
+def _check_mask(active, name: str, shape, ref_name: str, ref: torch.Tensor) -> None:
+    check_tensor(active, name, dtypes=(torch.bool,))
+    if tuple(active.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (that of {ref_name}), got {tuple(active.shape)}")
+    check_same_device(active, name, ref, ref_name)
+
+
+def _check_index(index, name: str, num_tokens, num_rows, ref: torch.Tensor) -> None:
+    check_tensor(index, name, dtypes=(torch.int64,), dim=1)
+    check_same_device(index, name, ref, "tokens")
+    if index.shape[0] != num_tokens:
+        raise ValueError(f"{name} must have one entry per token ({num_tokens}), got {index.shape[0]}")
+    # free on CPU; on a GPU it would cost a host sync, so there the kernels assert instead
+    if index.device.type == "cpu" and index.numel() and not torch.compiler.is_compiling():
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= num_rows:
+            bad = low if low < 0 else high
+            raise ValueError(f"{name} out of range: {bad} is not a row of the {num_rows} rows of the batch")
+
+
+def _check_packed(packed) -> None:
+    if not isinstance(packed, Packed):
+        raise TypeError(f"packed must be the Packed returned by gather_tokens, got {type(packed).__name__}")
+
+
+def _keep_tensor(keep_ids, device) -> torch.Tensor:
+    if isinstance(keep_ids, torch.Tensor):
+        check_tensor(keep_ids, "keep_ids", dtypes=_ID_DTYPES)
+        if keep_ids.dim() > 1:
+            raise ValueError(f"keep_ids must be 1-D, got shape {tuple(keep_ids.shape)}")
+        if keep_ids.device != device:
+            raise ValueError(f"keep_ids is on {keep_ids.device} but input_ids is on {device}; put them on one device")
+        return keep_ids.reshape(-1).to(torch.int64).contiguous()
+    if not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in keep_ids):
+        raise TypeError(f"keep_ids must be a tensor or a sequence of ints, got {keep_ids!r}")
+    return torch.tensor(list(keep_ids), dtype=torch.int64, device=device)
+
+
+# ------------------------------------------------------------------------------------- public API
+def exit_mask(exit_logits: torch.Tensor, active: torch.Tensor, *, threshold: float,
+              keep_ids: Optional[Union[torch.Tensor, Sequence[int]]] = None,
+              input_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Which tokens continue after an exit layer.
+
+    Args:
+        exit_logits: [B, T] float, the exit head's logit per token (p = sigmoid(logit)).
+        active: [B, T] bool, the tokens that reached this layer.
+        threshold: in (0, 1]; a token exits once its confidence max(p, 1-p) >= threshold
+            (exactly at the threshold it exits; threshold <= 0.5 lets every token exit).
+        keep_ids: token ids that never exit (e.g. [CLS], [SEP]); needs input_ids [B, T].
+    Returns:
+        still_active [B, T] bool = active & (confidence < threshold | input_ids in keep_ids).
+    No gradient (a decision); no host synchronisation.
+    """
+    check_tensor(exit_logits, "exit_logits", dtypes=_LOGIT_DTYPES)
+    _check_mask(active, "active", exit_logits.shape, "exit_logits", exit_logits)
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"threshold must be a float, got {type(threshold).__name__}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if (keep_ids is None) != (input_ids is None):
+        raise ValueError("keep_ids and input_ids go together: pass both (ids that never exit) or neither")
+    ids = keep = None
+    if keep_ids is not None:
+        check_tensor(input_ids, "input_ids", dtypes=_ID_DTYPES)
+        if input_ids.shape != exit_logits.shape:
+            raise ValueError(f"input_ids must have the shape of exit_logits {tuple(exit_logits.shape)}, "
+                             f"got {tuple(input_ids.shape)}")
+        check_same_device(input_ids, "input_ids", exit_logits, "exit_logits")
+        ids = input_ids.to(torch.int64).contiguous()
+        keep = _keep_tensor(keep_ids, input_ids.device)
+    return exit_mask_op(exit_logits.detach().contiguous(), active.contiguous(), ids, keep, float(threshold))
+
+
+def gather_tokens(hidden: torch.Tensor, active: torch.Tensor) -> Packed:
+    """Pack the active tokens of each row, in order: tokens[i] = hidden[b, t] for the i-th active (b, t).
+
+    Args:
+        hidden: [B, T, H] (any float dtype; differentiable).
+        active: [B, T] bool.
+    Returns:
+        Packed(tokens [N, H], index [N] int64 = b*T + t, cu_seqlens [B+1] int32, max_seqlen int).
+    One host synchronisation (for N and max_seqlen); under torch.compile both are unbacked sizes.
+    """
+    check_tensor(hidden, "hidden", dtypes=_ROW_DTYPES, dim=3)
+    _check_mask(active, "active", hidden.shape[:2], "hidden[:, :, 0]", hidden)
+    b, t, h = hidden.shape
+    index, cu_seqlens, max_seqlen = compact_op(active.contiguous())
+    tokens = gather_rows_op(hidden.contiguous().view(b * t, h), index)
+    return Packed(tokens, index, cu_seqlens, max_seqlen)
+
+
+def scatter_tokens(tokens: torch.Tensor, index: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Restore: base [B, T, H] with the rows at the flat positions index [N] replaced by tokens [N, H].
+
+    Differentiable in tokens (gradient: the rows of the output's gradient at index) and base (the
+    output's gradient with those rows zeroed). index entries must be distinct (gather_tokens' are);
+    out-of-range entries raise on CPU and trip a device assert in the GPU kernels."""
+    check_tensor(base, "base", dtypes=_ROW_DTYPES, dim=3)
+    check_tensor(tokens, "tokens", dtypes=_ROW_DTYPES, dim=2)
+    b, t, h = base.shape
+    if tokens.shape[1] != h:
+        raise ValueError(f"tokens must have base's hidden size {h}, got shape {tuple(tokens.shape)}")
+    if tokens.dtype != base.dtype:
+        raise TypeError(f"tokens ({tokens.dtype}) and base ({base.dtype}) must have one dtype")
+    check_same_device(base, "base", tokens, "tokens")
+    _check_index(index, "index", tokens.shape[0], b * t, tokens)
+    out = scatter_rows_op(tokens.contiguous(), index.contiguous(), base.contiguous().view(b * t, h), b * t)
+    return out.view(b, t, h)
+
+
+def _padded_index(packed: Packed, batch_size: int) -> torch.Tensor:
+    """[N] int64: the slot b*L + j of packed token cu_seqlens[b] + j in the flattened [B, L] layout."""
+    cu = packed.cu_seqlens.to(torch.int64)
+    num_tokens = packed.tokens.shape[0]
+    rows = torch.repeat_interleave(torch.arange(batch_size, device=cu.device), cu.diff(), output_size=num_tokens)
+    return rows * packed.max_seqlen + torch.arange(num_tokens, device=cu.device) - cu[rows]
+
+
+def _check_batch_size(packed: Packed, batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, torch.SymInt)):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if packed.cu_seqlens.shape[0] != batch_size + 1:
+        raise ValueError(f"batch_size {batch_size} does not match packed.cu_seqlens of shape "
+                         f"{tuple(packed.cu_seqlens.shape)} (B + 1 entries)")
+
+
+def pad_packed(packed: Packed, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Re-pad packed tokens for attention without varlen kernels.
+
+    Returns (padded [B, L, H], pad_mask [B, L] bool) with L = packed.max_seqlen: row b holds its
+    active tokens in order, then zeros; pad_mask is True at real tokens. Differentiable in the
+    tokens; no host synchronisation. unpad() is its inverse."""
+    _check_packed(packed)
+    _check_batch_size(packed, batch_size)
+    tokens = packed.tokens
+    length = packed.max_seqlen
+    counts = packed.cu_seqlens.diff()
+    pad_mask = torch.arange(length, device=tokens.device) < counts[:, None]
+    slots = _padded_index(packed, batch_size)
+    padded = scatter_rows_op(tokens.contiguous(), slots, None, batch_size * length)
+    return padded.view(batch_size, length, tokens.shape[1]), pad_mask
+
+
+def unpad(padded: torch.Tensor, packed: Packed) -> torch.Tensor:
+    """[N, H]: the real tokens of padded [B, L, H] (e.g. a layer's output on pad_packed's view), in
+    packed order. Differentiable; no host synchronisation."""
+    _check_packed(packed)
+    check_tensor(padded, "padded", dtypes=_ROW_DTYPES, dim=3)
+    batch_size, length, h = padded.shape
+    expected = (packed.cu_seqlens.shape[0] - 1, packed.max_seqlen)
+    if (batch_size, length) != expected:
+        raise ValueError(f"padded must be [B, max_seqlen, H] = [{expected[0]}, {expected[1]}, H] for this packed, "
+                         f"got {tuple(padded.shape)}")
+    check_same_device(padded, "padded", packed.tokens, "packed.tokens")
+    return gather_rows_op(padded.contiguous().view(batch_size * length, h), _padded_index(packed, batch_size))
