@@ -1,0 +1,324 @@
+// CPU kernels of masking and sampled replacement. Contract and layout of the random words:
+// electra_fast/ops/replace.py; per-element math: csrc/include/electra_fast/masking.h; the row-sampling
+// contract: csrc/include/electra_fast/sampling.h.
+//
+// sample_replace reads each logits row twice (max, then weights) in chunks of kChunk values copied to
+// an L1 buffer. The second pass keeps one fp64 partial sum per chunk, so finding the sample is a scan of
+// V / kChunk partials plus one chunk recomputed with the same SIMD code (identical weights), instead of a
+// sequential fp64 prefix sum over the whole row.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu_utils.h"
+#include "electra_fast/cpu_simd.h"
+#include "electra_fast/masking.h"
+#include "electra_fast/philox.h"
+
+namespace electra_fast {
+namespace cpu {
+namespace {
+
+constexpr int64_t kChunk = 512;
+
+// Outcome of one row: 0 sampled, 1 the row holds NaN or +inf, 2 no finite allowed logit.
+enum RowFlag : int8_t { kRowOk = 0, kRowNonFinite = 1, kRowEmpty = 2 };
+
+struct RowSample {
+  int64_t id;
+  RowFlag flag;
+};
+
+EF_CPU_CLONES
+bool chunk_has_nan_or_inf(const float* __restrict x, int64_t n) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) bad |= (x[i] != x[i]) | (x[i] == INFINITY);
+  return bad != 0;
+}
+
+EF_CPU_CLONES
+float chunk_max(const float* __restrict x, int64_t n) {
+  float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+// w = exp((x - mx) * inv_t) and their fp64 sum. Both passes call this on the same buffer contents, so the
+// weights the scan sees are exactly the ones that were summed.
+EF_CPU_CLONES
+double chunk_weights(const float* __restrict x, int64_t n, float mx, float inv_t, float* __restrict w) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) w[i] = expf((x[i] - mx) * inv_t);
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(w[i]);
+  return s;
+}
+
+template <typename scalar_t>
+class RowReader {
+ public:
+  RowReader(const scalar_t* row, int64_t v, int64_t skip) : row_(row), v_(v), skip_(skip) {}
+  int64_t chunks() const { return (v_ + kChunk - 1) / kChunk; }
+  // Copies chunk c to buf as float and returns its length; `raw` leaves the excluded id in place.
+  int64_t load(int64_t c, float* __restrict buf, bool raw = false) const {
+    const int64_t begin = c * kChunk;
+    const int64_t n = std::min(kChunk, v_ - begin);
+    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(row_[begin + i]);
+    if (!raw && skip_ >= begin && skip_ < begin + n) buf[skip_ - begin] = -INFINITY;
+    return n;
+  }
+
+ private:
+  const scalar_t* row_;
+  int64_t v_, skip_;
+};
+
+// One exact sample of softmax(x / T) over the row (T == 0: first argmax), id `skip` excluded (-1: none).
+template <typename scalar_t>
+RowSample sample_row(const RowReader<scalar_t>& reader, float inv_t, bool greedy, float u,
+                     std::vector<double>& partial) {
+  alignas(64) float buf[kChunk];
+  alignas(64) float w[kChunk];
+  const int64_t chunks = reader.chunks();
+  float mx = -INFINITY;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t n = reader.load(c, buf, /*raw=*/true);
+    if (chunk_has_nan_or_inf(buf, n)) return {-1, kRowNonFinite};
+    reader.load(c, buf);
+    mx = std::max(mx, chunk_max(buf, n));
+  }
+  if (mx == -INFINITY) return {-1, kRowEmpty};
+  if (greedy) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t n = reader.load(c, buf);
+      for (int64_t i = 0; i < n; ++i) {
+        if (buf[i] == mx) return {c * kChunk + i, kRowOk};
+      }
+    }
+  }
+  partial.resize(static_cast<size_t>(chunks));
+  double z = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t n = reader.load(c, buf);
+    partial[c] = chunk_weights(buf, n, mx, inv_t, w);
+    z += partial[c];
+  }
+  const double target = static_cast<double>(u) * z;
+  double run = 0.0;
+  int64_t c = 0;
+  while (c + 1 < chunks && run + partial[c] < target) run += partial[c++];
+  const int64_t n = reader.load(c, buf);
+  chunk_weights(buf, n, mx, inv_t, w);
+  int64_t last_positive = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    run += w[i];
+    if (w[i] > 0.f) last_positive = i;
+    if (run >= target) return {c * kChunk + i, kRowOk};
+  }
+  // fp64 rounding between the chunk sum and the running sum: the contract's "last positive weight"
+  return {c * kChunk + last_positive, kRowOk};
+}
+
+void check_ids(const at::Tensor& ids, const char* name) {
+  check_cpu_contiguous(ids, name);
+  TORCH_CHECK(ids.scalar_type() == at::kLong || ids.scalar_type() == at::kInt, name, " must be int32 or int64, got ",
+              ids.scalar_type());
+}
+
+void check_bool(const at::Tensor& t, int64_t numel, const char* name) {
+  check_cpu_contiguous(t, name);
+  TORCH_CHECK(t.scalar_type() == at::kBool, name, " must be bool, got ", t.scalar_type());
+  check_same_numel(t, numel, name);
+}
+
+#define EF_DISPATCH_IDS(TYPE, NAME, ...) \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kInt, __VA_ARGS__) AT_DISPATCH_CASE(at::kLong, __VA_ARGS__))
+
+}  // namespace
+
+// input_ids [B, T] -> (masked_ids [B, T], is_masked [B, T] bool). See masking.h for the random words.
+std::tuple<at::Tensor, at::Tensor> mask_tokens_cpu(const at::Tensor& input_ids,
+                                                   const c10::optional<at::Tensor>& attention_mask,
+                                                   const at::Tensor& special_ids, double mask_prob,
+                                                   int64_t mask_token_id, double mask_fraction, int64_t seed,
+                                                   int64_t offset) {
+  check_ids(input_ids, "input_ids");
+  TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T], got ", input_ids.sizes());
+  const int64_t rows = input_ids.size(0), len = input_ids.size(1);
+  TORCH_CHECK(len < kMaxSeqLen, "sequences must be shorter than 2^31 tokens");
+  if (attention_mask.has_value()) check_bool(*attention_mask, input_ids.numel(), "attention_mask");
+  check_cpu_contiguous(special_ids, "special_token_ids");
+  TORCH_CHECK(special_ids.scalar_type() == at::kLong, "special_token_ids must be int64");
+  const std::vector<int64_t> specials(special_ids.data_ptr<int64_t>(),
+                                      special_ids.data_ptr<int64_t>() + special_ids.numel());
+  at::Tensor masked_ids = input_ids.clone();
+  at::Tensor is_masked = at::zeros_like(input_ids, input_ids.options().dtype(at::kBool));
+  const bool* real = attention_mask.has_value() ? attention_mask->data_ptr<bool>() : nullptr;
+  bool* out_mask = is_masked.data_ptr<bool>();
+  const float frac = static_cast<float>(mask_fraction);
+  const uint64_t s = static_cast<uint64_t>(seed), o = static_cast<uint64_t>(offset);
+
+  EF_DISPATCH_IDS(input_ids.scalar_type(), "mask_tokens_cpu", [&] {
+    const scalar_t* ids = input_ids.data_ptr<scalar_t>();
+    scalar_t* out = masked_ids.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(len, 1)), [&](int64_t r0, int64_t r1) {
+      std::vector<int64_t> key(static_cast<size_t>(len)), sorted;
+      std::vector<uint32_t> w1(static_cast<size_t>(len));
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t base = r * len;
+        int64_t n_real = 0;
+        sorted.clear();
+        for (int64_t t = 0; t < len; ++t) {
+          const bool is_real = real == nullptr || real[base + t];
+          const int64_t id = static_cast<int64_t>(ids[base + t]);
+          n_real += is_real;
+          const bool candidate = is_real && id != mask_token_id &&
+                                 std::find(specials.begin(), specials.end(), id) == specials.end();
+          key[t] = kNotCandidate;
+          if (candidate) {
+            const Philox4 w = philox_words(s, o, static_cast<uint64_t>(base + t));
+            key[t] = selection_key(w.w[kSelectWord], t);
+            w1[t] = w.w[kMaskWord];
+            sorted.push_back(key[t]);
+          }
+        }
+        const int64_t k = masked_count(n_real, static_cast<int64_t>(sorted.size()), mask_prob);
+        if (k == 0) continue;
+        std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end());
+        const int64_t kth = sorted[k - 1];
+        for (int64_t t = 0; t < len; ++t) {
+          if (key[t] > kth) continue;
+          out_mask[base + t] = true;
+          if (word_to_uniform(w1[t]) < frac) out[base + t] = static_cast<scalar_t>(mask_token_id);
+        }
+      }
+    });
+  });
+  return {masked_ids, is_masked};
+}
+
+// logits [M, V] for the M masked positions of input_ids in row-major order -> (corrupted_ids,
+// is_replaced bool, status int64 [3] = (#masked positions, #rows with NaN/+inf, #rows without a finite
+// allowed logit)). Rows that cannot be sampled keep the original token.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_replace_cpu(const at::Tensor& logits,
+                                                                  const at::Tensor& input_ids,
+                                                                  const at::Tensor& is_masked, double temperature,
+                                                                  bool disallow_original, int64_t seed,
+                                                                  int64_t offset) {
+  check_cpu_contiguous(logits, "logits");
+  TORCH_CHECK(logits.dim() == 2 && is_kernel_float(logits.scalar_type()),
+              "logits must be a [M, V] float32/float16/bfloat16 tensor");
+  check_ids(input_ids, "input_ids");
+  check_bool(is_masked, input_ids.numel(), "is_masked");
+  const int64_t rows = logits.size(0), vocab = logits.size(1), n = input_ids.numel();
+  const bool* mask = is_masked.data_ptr<bool>();
+  std::vector<int64_t> position(static_cast<size_t>(rows), -1);
+  int64_t count = 0;
+  for (int64_t p = 0; p < n; ++p) {
+    if (!mask[p]) continue;
+    if (count < rows) position[count] = p;
+    ++count;
+  }
+  at::Tensor corrupted = input_ids.clone();
+  at::Tensor is_replaced = at::zeros_like(input_ids, input_ids.options().dtype(at::kBool));
+  std::vector<int8_t> flags(static_cast<size_t>(rows), kRowOk);
+  const int64_t sampled = std::min(count, rows);
+  const bool greedy = temperature == 0.0;
+  const float inv_t = greedy ? 0.f : static_cast<float>(1.0 / temperature);
+  bool* replaced = is_replaced.data_ptr<bool>();
+
+  EF_DISPATCH_IDS(input_ids.scalar_type(), "sample_replace_cpu", [&] {
+    using id_t = scalar_t;
+    const id_t* ids = input_ids.data_ptr<id_t>();
+    id_t* out = corrupted.data_ptr<id_t>();
+    EF_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "sample_replace_cpu", [&] {
+      const scalar_t* x = logits.data_ptr<scalar_t>();
+      at::parallel_for(0, sampled, 1, [&](int64_t m0, int64_t m1) {
+        std::vector<double> partial;
+        for (int64_t m = m0; m < m1; ++m) {
+          const int64_t p = position[m];
+          const int64_t orig = static_cast<int64_t>(ids[p]);
+          const int64_t skip = disallow_original && orig >= 0 && orig < vocab ? orig : -1;
+          const float u = word_to_uniform(
+              philox_words(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), static_cast<uint64_t>(m)).w[0]);
+          const RowSample r = sample_row(RowReader<scalar_t>(x + m * vocab, vocab, skip), inv_t, greedy, u, partial);
+          flags[m] = r.flag;
+          if (r.flag == kRowOk) {
+            out[p] = static_cast<id_t>(r.id);
+            replaced[p] = r.id != orig;
+          }
+        }
+      });
+    });
+  });
+  const int64_t non_finite = std::count(flags.begin(), flags.end(), static_cast<int8_t>(kRowNonFinite));
+  const int64_t empty = std::count(flags.begin(), flags.end(), static_cast<int8_t>(kRowEmpty));
+  at::Tensor status = at::tensor({count, non_finite, empty}, logits.options().dtype(at::kLong));
+  return {corrupted, is_replaced, status};
+}
+
+// Replacements from a statistical generator's tables (masking.h, SamplerTables) at the masked positions.
+std::tuple<at::Tensor, at::Tensor> statistical_fill_cpu(const at::Tensor& input_ids, const at::Tensor& is_masked,
+                                                        const at::Tensor& row_of_token, const at::Tensor& cdf,
+                                                        const at::Tensor& offsets, const at::Tensor& members,
+                                                        int64_t seed, int64_t offset) {
+  check_ids(input_ids, "input_ids");
+  check_bool(is_masked, input_ids.numel(), "is_masked");
+  for (const auto& [t, name] : {std::pair{&row_of_token, "row_of_token"}, {&offsets, "offsets"}, {&members, "members"}}) {
+    check_cpu_contiguous(*t, name);
+    TORCH_CHECK(t->scalar_type() == at::kLong, name, " must be int64");
+  }
+  check_cpu_contiguous(cdf, "cdf");
+  TORCH_CHECK(cdf.scalar_type() == at::kDouble && cdf.dim() == 2 && cdf.size(0) >= 1 && cdf.size(1) >= 1,
+              "cdf must be a non-empty float64 [R, K] tensor");
+  TORCH_CHECK(offsets.numel() == cdf.size(1) + 1, "offsets must have K + 1 entries");
+  const SamplerTables tables{row_of_token.data_ptr<int64_t>(), row_of_token.numel(), cdf.data_ptr<double>(),
+                             cdf.size(0), cdf.size(1), offsets.data_ptr<int64_t>(), members.data_ptr<int64_t>()};
+  at::Tensor corrupted = input_ids.clone();
+  at::Tensor is_replaced = at::zeros_like(input_ids, input_ids.options().dtype(at::kBool));
+  const bool* mask = is_masked.data_ptr<bool>();
+  bool* replaced = is_replaced.data_ptr<bool>();
+  EF_DISPATCH_IDS(input_ids.scalar_type(), "statistical_fill_cpu", [&] {
+    const scalar_t* ids = input_ids.data_ptr<scalar_t>();
+    scalar_t* out = corrupted.data_ptr<scalar_t>();
+    at::parallel_for(0, input_ids.numel(), 2048, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        if (!mask[p]) continue;
+        const int64_t orig = static_cast<int64_t>(ids[p]);
+        const Philox4 w = philox_words(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), static_cast<uint64_t>(p));
+        const int64_t id = statistical_draw(tables, orig, w);
+        out[p] = static_cast<scalar_t>(id);
+        replaced[p] = id != orig;
+      }
+    });
+  });
+  return {corrupted, is_replaced};
+}
+
+}  // namespace cpu
+}  // namespace electra_fast
+
+TORCH_LIBRARY_FRAGMENT(electra_fast_C, m) {
+  m.def(
+      "mask_tokens(Tensor input_ids, Tensor? attention_mask, Tensor special_ids, float mask_prob, "
+      "int mask_token_id, float mask_fraction, int seed, int offset) -> (Tensor, Tensor)");
+  m.def(
+      "sample_replace(Tensor logits, Tensor input_ids, Tensor is_masked, float temperature, bool disallow_original, "
+      "int seed, int offset) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "statistical_fill(Tensor input_ids, Tensor is_masked, Tensor row_of_token, Tensor cdf, Tensor offsets, "
+      "Tensor members, int seed, int offset) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(electra_fast_C, CPU, m) {
+  m.impl("mask_tokens", &electra_fast::cpu::mask_tokens_cpu);
+  m.impl("sample_replace", &electra_fast::cpu::sample_replace_cpu);
+  m.impl("statistical_fill", &electra_fast::cpu::statistical_fill_cpu);
+}
