@@ -214,7 +214,7 @@ def save_checkpoint(path: pathlib.Path, *, model_state: dict, optim_state: dict,
     from safetensors.torch import save_file
 
     tensors = _tensors_for_file("model", model_state)
-    tensors.update(_tensors_for_file("optim", {"state": optim_state["state"]}))
+    tensors.update(_tensors_for_file("optim", {"state": _escape(optim_state["state"])}))
     if sampler_state:
         tensors.update(_tensors_for_file("sampler", sampler_state))
     meta = dict(meta, optim_param_groups=optim_state["param_groups"])
@@ -236,7 +236,8 @@ def load_checkpoint(path: pathlib.Path) -> tuple[dict, dict, dict, dict]:
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["electra_fast"])
     tensors = load_file(str(path))
-    optim = {"state": _unflatten("optim", tensors).get("state", {}), "param_groups": meta.pop("optim_param_groups")}
+    optim = {"state": _unescape(_unflatten("optim", tensors).get("state", {})),
+             "param_groups": meta.pop("optim_param_groups")}
     return _unflatten_flat("model", tensors), optim, _unflatten("sampler", tensors), meta
 
 
@@ -245,16 +246,14 @@ def _unflatten_flat(prefix: str, tensors: dict) -> dict:
     return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
-def _optim_for_file(optim_state: dict) -> dict:
-    """torch.distributed.checkpoint's optimizer state ({fqn: {key: tensor}}) with the fqn's dots
-    escaped, so that the flattened key splits back unambiguously."""
-    return {"state": {fqn.replace(".", "/"): s for fqn, s in optim_state["state"].items()},
-            "param_groups": optim_state["param_groups"]}
+def _escape(optim_state: dict) -> dict:
+    """Optimizer state is keyed by parameter name ({fqn: {key: tensor}}, torch.distributed.checkpoint's
+    layout); its dots become slashes so that the flattened file key splits back unambiguously."""
+    return {fqn.replace(".", "/"): s for fqn, s in optim_state.items()}
 
 
-def _optim_from_file(optim_state: dict) -> dict:
-    return {"state": {fqn.replace("/", "."): s for fqn, s in optim_state["state"].items()},
-            "param_groups": optim_state["param_groups"]}
+def _unescape(optim_state: dict) -> dict:
+    return {fqn.replace("/", "."): s for fqn, s in optim_state.items()}
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -384,6 +383,7 @@ class Trainer:
 
         self.packed = self._packed()
         sampler = build_sampler(self.config.generator, self.config.vocab_size, self.ids, self.packed.train)
+        torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
         self.model = model_factory(self.config, sampler).to(self.device)
         self.raw_model = self.model
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay),
@@ -469,7 +469,7 @@ class Trainer:
                     "scheduler": self.scheduler.state_dict(), "config": self.config.to_dict(),
                     "train_config": dataclasses.asdict(self.cfg), "warmup": self.warmup, "stats": self.stats,
                     "world": self.dist.world}
-            save_checkpoint(path, model_state=model_state, optim_state=_optim_for_file(optim_state),
+            save_checkpoint(path, model_state=model_state, optim_state=optim_state,
                             sampler_state=sampler.state_dict() if sampler is not None else None, meta=meta)
             (self.out / "config.json").write_text(self.config.to_json())
         self.dist.barrier()
@@ -479,7 +479,7 @@ class Trainer:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
         set_state_dict(self.model, self.optimizer, model_state_dict=model_state,
-                       optim_state_dict=_optim_from_file(optim_state),
+                       optim_state_dict=optim_state,
                        options=StateDictOptions(full_state_dict=True))
         sampler = getattr(self.model, "sampler", None)
         if sampler is not None and sampler_state:
@@ -520,6 +520,7 @@ class Trainer:
         sampler_counts = getattr(getattr(self.raw_model, "sampler", None), "counts", None)
         before = sampler_counts.clone() if isinstance(sampler_counts, torch.Tensor) else None
         outs = [self._micro_step(k, b) for k, b in enumerate(self.batches.step(self.step - self.step_base))]
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
         grad_norm = (nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                      if self.cfg.grad_clip > 0 else None)
         self.optimizer.step()
@@ -527,7 +528,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self._sync_sampler(before)
         self.step += 1
-        return {"outs": outs, "grad_norm": grad_norm}
+        return {"outs": outs, "grad_norm": grad_norm, "lr": lr}
 
     @torch.no_grad()
     def evaluate(self) -> dict:
@@ -548,8 +549,9 @@ class Trainer:
         return {"rtd_loss": loss_sum / tokens, "rtd_accuracy": correct / tokens,
                 "rtd_auc": roc_auc(torch.cat(scores), torch.cat(labels)), "tokens": int(tokens)}
 
-    def _account(self, outs, seconds: float) -> dict:
+    def _account(self, result: dict, seconds: float) -> dict:
         """Tokens, FLOPs (as run, and without early exit) and logged metrics of one step."""
+        outs = result["outs"]
         tokens = self.layout.global_batch * self.seq_len
         fractions = torch.stack([o.active_fractions.float().cpu() for o in outs]).mean(0)
         flops = self.step_flops(self.config, self.layout.global_batch, self.seq_len, fractions)
@@ -558,13 +560,15 @@ class Trainer:
         self.stats["flops"] += float(flops)
         self.stats["flops_full"] += float(full)
         self.stats["time"] += seconds
-        mean = lambda name: sum(float(getattr(o, name)) for o in outs) / len(outs)  # noqa: E731
+        mean = lambda name: sum(float(getattr(o, name).detach()) for o in outs) / len(outs)  # noqa: E731
         record = {"step": self.step, "loss": mean("loss"), "rtd_loss": mean("rtd_loss"),
                   "rtd_accuracy": mean("rtd_accuracy"), "exit_fraction": 1.0 - fractions.mean().item(),
-                  "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": tokens / seconds,
+                  "lr": result["lr"], "tokens_per_s": tokens / seconds,
                   "flops_per_s": float(flops) / seconds}
         if outs[0].mlm_loss is not None:
             record["mlm_loss"] = mean("mlm_loss")
+        if result["grad_norm"] is not None:
+            record["grad_norm"] = float(result["grad_norm"])
         return record
 
     def _write_metrics(self, record: dict) -> None:
@@ -587,7 +591,7 @@ class Trainer:
                 result = self.train_step()
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
-                record = self._account(result["outs"], time.perf_counter() - start)
+                record = self._account(result, time.perf_counter() - start)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     self._write_metrics(record)
                 if bar is not None:

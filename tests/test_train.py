@@ -1,0 +1,341 @@
+"""electra_fast.train: schedule, parameter groups, offsets, AUC, atomic checkpoints, resume equivalence,
+gradient accumulation == DDP (2 gloo processes), and the same on the tiny preset once the model's ops exist."""
+import dataclasses
+import json
+import math
+import os
+import socket
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+pytest.importorskip("datasets")
+pytest.importorskip("tokenizers")
+pytest.importorskip("safetensors")
+
+from electra_fast import data, random as ef_random, train  # noqa: E402
+
+SENTENCES = ["The river flows past the old mill toward the sea.", "Stars form in clouds of gas and dust.",
+             "A philosopher asks what can be known and how.", "The state capital lies on the eastern plain."]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
+    lines = [" ".join(SENTENCES[(i + k) % 4] for k in range(1 + i % 5)) for i in range(80)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class StandIn(nn.Module):
+    """A small module with ElectraForPretraining's call signature and output fields: Philox-driven
+    corruption (so offsets matter), dropout (so the torch seed matters), LayerNorm, bias, embedding."""
+
+    def __init__(self, config, sampler=None):
+        super().__init__()
+        self.config, self.sampler = config, sampler
+        self.embed = nn.Embedding(config.vocab_size, 16)
+        self.norm = nn.LayerNorm(16)
+        self.drop = nn.Dropout(0.1)
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, *, seed=0, offset=0, step=None):
+        u = ef_random.uniform(input_ids.numel(), seed=seed, offset=2 * offset).view_as(input_ids)
+        real = attention_mask.bool()
+        replaced = (u < 0.15) & real
+        corrupted = torch.where(replaced, (input_ids + 7) % self.config.vocab_size, input_ids)
+        logits = self.head(self.drop(self.norm(self.embed(corrupted)))).squeeze(-1)
+        rtd = F.binary_cross_entropy_with_logits(logits[real], replaced[real].float())
+        accuracy = ((logits[real] > 0) == replaced[real]).float().mean()
+        return types.SimpleNamespace(loss=50 * rtd, rtd_loss=rtd, mlm_loss=None, rtd_accuracy=accuracy,
+                                     active_fractions=torch.tensor([1.0, 0.5]), disc_logits=logits,
+                                     is_replaced=replaced, attention_mask=attention_mask)
+
+
+def fake_flops(config, batch, seq_len, active_fractions=None):
+    per_layer = 1000.0 * batch * seq_len
+    if active_fractions is None:
+        return 2 * per_layer
+    return per_layer * float(active_fractions.sum())
+
+
+def _cfg(tmp_path, corpus, name, **kw):
+    base = dict(preset="tiny", corpus=[str(corpus)], vocab_size=200, steps=6, batch_size=2, seq_len=16,
+                warmup_steps=2, output=str(tmp_path / name), cache_dir=str(tmp_path / "cache"), progress=False,
+                export_hf=False, log_every=1, eval_sequences=4, heldout_fraction=0.1)
+    base.update(kw)
+    return train.TrainConfig(**base)
+
+
+def _run(cfg, factory=StandIn):
+    return train.pretrain(cfg, model_factory=factory, step_flops=fake_flops, log=lambda *_: None)
+
+
+def _weights(output):
+    model, optim, _sampler, meta = train.load_checkpoint(train.pathlib.Path(output) / train.CHECKPOINT)
+    return model, optim, meta
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_tokenizer_cache(tmp_path_factory, corpus):
+    """Train the corpus tokenizer once (training is not deterministic, so every run below must share it)."""
+    cache = tmp_path_factory.mktemp("tok_cache")
+    tok = data.tokenizer_for([corpus], vocab_size=200, cache_dir=cache)
+    path = cache / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+# --------------------------------------------------------------------------------------- small parts
+def test_lr_schedule():
+    f = [train.lr_factor(s, 4, 10) for s in range(11)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert f[4:] == pytest.approx([1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0])
+    assert train.lr_factor(0, 0, 10) == 1.0
+
+
+def test_param_groups_exclude_layernorm_and_bias():
+    model = StandIn(types.SimpleNamespace(vocab_size=50))
+    decay, no_decay = train.param_groups(model, 0.01)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    ids = lambda group: {id(p) for p in group["params"]}  # noqa: E731
+    assert ids(decay) == {id(model.embed.weight), id(model.head.weight)}
+    assert ids(no_decay) == {id(model.norm.weight), id(model.norm.bias), id(model.head.bias)}
+
+
+def test_offsets_are_distinct_per_step_and_shard():
+    seen = {train.step_offset(s, m) for s in range(50) for m in range(8)}
+    assert len(seen) == 400
+    assert train.step_offset(3, 0) != train.step_offset(0, 3)
+    with pytest.raises(ValueError, match="shard"):
+        train.step_offset(0, 2**20)
+
+
+def test_roc_auc_matches_pairwise_definition():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (200,), generator=g).float()  # many ties
+    labels = torch.rand(200, generator=g) < 0.3
+    pos, neg = scores[labels], scores[~labels]
+    pairwise = ((pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()).mean()
+    assert train.roc_auc(scores, labels) == pytest.approx(pairwise.item(), abs=1e-12)
+    assert train.roc_auc(torch.tensor([0.1, 0.9]), torch.tensor([False, True])) == 1.0
+    assert math.isnan(train.roc_auc(torch.ones(3), torch.zeros(3, dtype=torch.bool)))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / train.CHECKPOINT
+    state = {"w": torch.arange(4.0)}
+    optim = {"state": {"w": {"exp_avg": torch.ones(4)}}, "param_groups": [{"lr": 0.1, "params": ["w"]}]}
+    train.save_checkpoint(path, model_state=state, optim_state=optim, sampler_state=None, meta={"step": 1})
+    import safetensors.torch
+
+    def broken(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        train.save_checkpoint(path, model_state={"w": torch.zeros(4)}, optim_state=optim, sampler_state=None,
+                              meta={"step": 2})
+    model, optim_back, _, meta = train.load_checkpoint(path)
+    assert meta["step"] == 1 and torch.equal(model["w"], torch.arange(4.0))
+    assert torch.equal(optim_back["state"]["w"]["exp_avg"], torch.ones(4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [train.CHECKPOINT], "no temp file left behind"
+
+
+def test_tied_weights_are_saved_once_each(tmp_path):
+    shared = torch.arange(6.0)
+    train.save_checkpoint(tmp_path / "c.safetensors", model_state={"a": shared, "b": shared},
+                          optim_state={"state": {}, "param_groups": []}, sampler_state=None, meta={})
+    model, *_ = train.load_checkpoint(tmp_path / "c.safetensors")
+    assert torch.equal(model["a"], shared) and torch.equal(model["b"], shared)
+
+
+# --------------------------------------------------------------------------------------- the loop
+def test_loop_trains_logs_and_evaluates(tmp_path, corpus, _shared_tokenizer_cache):
+    cfg = _cfg(tmp_path, corpus, "run", tokenizer=str(_shared_tokenizer_cache), steps=8, eval_every=4, lr=1e-2)
+    summary = _run(cfg)
+    assert summary.steps == 8
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    steps = [r for r in records if "eval" not in r]
+    evals = [r for r in records if "eval" in r]
+    assert [r["step"] for r in steps] == list(range(1, 9))
+    assert [r["step"] for r in evals] == [4, 8]
+    assert steps[-1]["loss"] < steps[0]["loss"], "the stand-in learns"
+    assert steps[0]["exit_fraction"] == pytest.approx(0.25)
+    assert summary.flops_saved_fraction == pytest.approx(0.25)
+    assert 0 <= summary.heldout["rtd_accuracy"] <= 1 and summary.heldout["tokens"] > 0
+    assert evals[0]["eval"]["tokens"] == evals[1]["eval"]["tokens"]
+    lrs = [r["lr"] for r in steps]
+    assert lrs[:2] == pytest.approx([0.5e-2, 1e-2]) and lrs[-1] == pytest.approx(1e-2 / 6)
+    model, optim, meta = _weights(tmp_path / "run")
+    assert meta["step"] == 8 and meta["data_position"] == 8 * 2
+    assert (tmp_path / "run" / "tokenizer.json").is_file() and (tmp_path / "run" / "config.json").is_file()
+    assert set(optim["state"]) == {"embed.weight", "norm.weight", "norm.bias", "head.weight", "head.bias"}
+    text = summary.text()
+    for needle in ("steps", "tokens/s", "FLOPs saved by early exit  25.0%", "held-out RTD accuracy", "checkpoint"):
+        assert needle in text
+
+
+class Interrupting(StandIn):
+    """Raises KeyboardInterrupt (a Ctrl-C) in the forward of step `at`."""
+    at = 4
+
+    def forward(self, *args, step=None, **kwargs):
+        if step == self.at and self.training:
+            raise KeyboardInterrupt
+        return super().forward(*args, step=step, **kwargs)
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_resume_is_bit_identical(tmp_path, corpus, _shared_tokenizer_cache, accumulation):
+    kw = dict(tokenizer=str(_shared_tokenizer_cache), steps=7, accumulation=accumulation, lr=1e-2)
+    _run(_cfg(tmp_path, corpus, "straight", **kw))
+    with pytest.raises(KeyboardInterrupt):
+        _run(_cfg(tmp_path, corpus, "killed", **kw), factory=Interrupting)
+    assert _weights(tmp_path / "killed")[2]["step"] == Interrupting.at
+    _run(_cfg(tmp_path, corpus, "killed", resume=True, **kw))
+    a_model, a_optim, a_meta = _weights(tmp_path / "straight")
+    b_model, b_optim, b_meta = _weights(tmp_path / "killed")
+    assert a_meta["step"] == b_meta["step"] == 7 and a_meta["data_position"] == b_meta["data_position"]
+    for name in a_model:
+        assert torch.equal(a_model[name], b_model[name]), name
+    for fqn, state in a_optim["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b_optim["state"][fqn][key]), (fqn, key)
+    a_log = [json.loads(x) for x in open(tmp_path / "straight" / "metrics.jsonl") if "eval" not in x]
+    b_log = [json.loads(x) for x in open(tmp_path / "killed" / "metrics.jsonl") if "eval" not in x]
+    assert [r["loss"] for r in a_log] == [r["loss"] for r in b_log]
+
+
+def test_different_seeds_differ(tmp_path, corpus, _shared_tokenizer_cache):
+    """The equivalence tests above could pass vacuously if nothing depended on the seed."""
+    _run(_cfg(tmp_path, corpus, "s0", tokenizer=str(_shared_tokenizer_cache), steps=2, seed=0))
+    _run(_cfg(tmp_path, corpus, "s1", tokenizer=str(_shared_tokenizer_cache), steps=2, seed=1))
+    a, b = _weights(tmp_path / "s0")[0], _weights(tmp_path / "s1")[0]
+    assert not torch.equal(a["embed.weight"], b["embed.weight"])
+
+
+def test_resume_refusals(tmp_path, corpus, _shared_tokenizer_cache):
+    cfg = _cfg(tmp_path, corpus, "r", tokenizer=str(_shared_tokenizer_cache), steps=2)
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        _run(dataclasses.replace(cfg, resume=True))
+    _run(cfg)
+    before = (tmp_path / "r" / train.CHECKPOINT).read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a checkpoint"):
+        _run(cfg)
+    assert (tmp_path / "r" / train.CHECKPOINT).read_bytes() == before
+
+
+# --------------------------------------------------------------------------------------- DDP
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cfg, factory_name):
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    _run(cfg, factory=globals()[factory_name])
+
+
+def _ddp_equivalence(tmp_path, cfg_single, cfg_ddp, factory_name, atol):
+    import torch.multiprocessing as mp
+
+    _run(cfg_single, factory=globals()[factory_name])
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg_ddp, factory_name), nprocs=2, join=True)
+    single, _, s_meta = _weights(cfg_single.output)
+    ddp, _, d_meta = _weights(cfg_ddp.output)
+    assert s_meta["data_position"] == d_meta["data_position"]
+    assert single.keys() == ddp.keys()
+    for name in single:
+        torch.testing.assert_close(ddp[name], single[name], rtol=1e-5, atol=atol, msg=name)
+
+
+def test_ddp_two_processes_equal_one_process_with_the_combined_batch(tmp_path, corpus, _shared_tokenizer_cache):
+    """2 gloo ranks x 2 rows == 1 process x (2 micro-batches of 2 rows): the combined batch of 4 rows per
+    step, each micro-batch keeping the Philox stream and dropout seed of the rank it stands for."""
+    kw = dict(tokenizer=str(_shared_tokenizer_cache), steps=4, lr=1e-2, eval_sequences=2)
+    single = _cfg(tmp_path, corpus, "single", accumulation=2, **kw)
+    ddp = _cfg(tmp_path, corpus, "ddp", accumulation=1, **kw)
+    _ddp_equivalence(tmp_path, single, ddp, "StandIn", atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------- tiny preset
+def _model_ready():
+    try:
+        from electra_fast.models import ElectraConfig, ElectraForPretraining
+
+        config = ElectraConfig.preset("tiny", vocab_size=64, pad_token_id=0, cls_token_id=2, sep_token_id=3,
+                                      mask_token_id=4, seq_len=8, batch_size=2)
+        model = ElectraForPretraining(config)
+        ids = torch.randint(5, 64, (2, 8))
+        model(ids, torch.ones_like(ids), seed=0, offset=0, step=0).loss.backward()
+        import electra_fast.flops  # noqa: F401
+    except (ImportError, AttributeError, NotImplementedError):
+        return False
+    return True
+
+
+needs_model = pytest.mark.skipif(not _model_ready(), reason="the model's ops or electra_fast.flops are not there yet")
+
+
+def _real_model(config, sampler):
+    from electra_fast.models import ElectraForPretraining
+
+    return ElectraForPretraining(config, sampler=sampler)
+
+
+def _tiny(tmp_path, corpus, name, tokenizer, **kw):
+    base = dict(preset="tiny", corpus=[str(corpus)], tokenizer=str(tokenizer), steps=5, batch_size=2,
+                seq_len=32, warmup_steps=2, output=str(tmp_path / name), cache_dir=str(tmp_path / "cache"),
+                progress=False, export_hf=False, log_every=1, eval_sequences=2, heldout_fraction=0.1)
+    base.update(kw)
+    return train.TrainConfig(**base)
+
+
+@needs_model
+@pytest.mark.parametrize("early_exit", [None, 0.6])
+def test_tiny_preset_resume_is_bit_identical(tmp_path, corpus, _shared_tokenizer_cache, early_exit):
+    from electra_fast.train import pretrain
+
+    kw = dict(early_exit_threshold=early_exit)
+    pretrain(_tiny(tmp_path, corpus, "straight", _shared_tokenizer_cache, **kw), model_factory=_real_model,
+             log=lambda *_: None)
+
+    def interrupting(config, sampler):
+        model = _real_model(config, sampler)
+        original = model.forward
+
+        def forward(*args, step=None, **kwargs):
+            if step == 3 and model.training:
+                raise KeyboardInterrupt
+            return original(*args, step=step, **kwargs)
+
+        model.forward = forward
+        return model
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_tiny(tmp_path, corpus, "killed", _shared_tokenizer_cache, **kw), model_factory=interrupting,
+                 log=lambda *_: None)
+    pretrain(_tiny(tmp_path, corpus, "killed", _shared_tokenizer_cache, resume=True, **kw),
+             model_factory=_real_model, log=lambda *_: None)
+    a, _, _ = _weights(tmp_path / "straight")
+    b, _, _ = _weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@needs_model
+def test_tiny_preset_ddp_equals_one_process(tmp_path, corpus, _shared_tokenizer_cache):
+    kw = dict(steps=3, lr=1e-3)
+    single = _tiny(tmp_path, corpus, "single", _shared_tokenizer_cache, accumulation=2, **kw)
+    ddp = _tiny(tmp_path, corpus, "ddp", _shared_tokenizer_cache, accumulation=1, **kw)
+    _ddp_equivalence(tmp_path, single, ddp, "_real_model", atol=1e-5)
