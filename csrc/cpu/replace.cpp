@@ -2,10 +2,8 @@
 // electra_fast/ops/replace.py; per-element math: csrc/include/electra_fast/masking.h; the row-sampling
 // contract: csrc/include/electra_fast/sampling.h.
 //
-// sample_replace reads each logits row twice (max, then weights) in chunks of kChunk values copied to
-// an L1 buffer. The second pass keeps one fp64 partial sum per chunk, so finding the sample is a scan of
-// V / kChunk partials plus one chunk recomputed with the same SIMD code (identical weights), instead of a
-// sequential fp64 prefix sum over the whole row.
+// sample_replace: one task per logits row (at::parallel_for), the row sampler in replace_row.h,
+// compiled per ISA and picked at run time.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -33,97 +31,41 @@ struct RowSample {
   RowFlag flag;
 };
 
-EF_CPU_CLONES
-bool chunk_has_nan_or_inf(const float* __restrict x, int64_t n) {
-  int bad = 0;
-#pragma omp simd reduction(| : bad)
-  for (int64_t i = 0; i < n; ++i) bad |= (x[i] != x[i]) | (x[i] == INFINITY);
-  return bad != 0;
-}
-
-EF_CPU_CLONES
-float chunk_max(const float* __restrict x, int64_t n) {
-  float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
-}
-
-// w = exp((x - mx) * inv_t) and their fp64 sum. Both passes call this on the same buffer contents, so the
-// weights the scan sees are exactly the ones that were summed.
-EF_CPU_CLONES
-double chunk_weights(const float* __restrict x, int64_t n, float mx, float inv_t, float* __restrict w) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) w[i] = expf((x[i] - mx) * inv_t);
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(w[i]);
-  return s;
-}
+// Row samplers compiled for the baseline, AVX2 and AVX-512 (glibc's vector expf comes in all three).
+namespace isa_base {
+#include "replace_row.h"
+}  // namespace isa_base
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define EF_REPLACE_X86 1
+namespace isa_avx2 {
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include "replace_row.h"
+#pragma GCC pop_options
+}  // namespace isa_avx2
+namespace isa_avx512 {
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#include "replace_row.h"
+#pragma GCC pop_options
+}  // namespace isa_avx512
+#endif
 
 template <typename scalar_t>
-class RowReader {
- public:
-  RowReader(const scalar_t* row, int64_t v, int64_t skip) : row_(row), v_(v), skip_(skip) {}
-  int64_t chunks() const { return (v_ + kChunk - 1) / kChunk; }
-  // Copies chunk c to buf as float and returns its length; `raw` leaves the excluded id in place.
-  int64_t load(int64_t c, float* __restrict buf, bool raw = false) const {
-    const int64_t begin = c * kChunk;
-    const int64_t n = std::min(kChunk, v_ - begin);
-    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(row_[begin + i]);
-    if (!raw && skip_ >= begin && skip_ < begin + n) buf[skip_ - begin] = -INFINITY;
-    return n;
-  }
+using RowSampler = RowSample (*)(const scalar_t*, int64_t, int64_t, float, bool, float, std::vector<double>&);
 
- private:
-  const scalar_t* row_;
-  int64_t v_, skip_;
-};
-
-// One exact sample of softmax(x / T) over the row (T == 0: first argmax), id `skip` excluded (-1: none).
+// The best row sampler this CPU runs (checked at call time, after the CPU model is initialised).
 template <typename scalar_t>
-RowSample sample_row(const RowReader<scalar_t>& reader, float inv_t, bool greedy, float u,
-                     std::vector<double>& partial) {
-  alignas(64) float buf[kChunk];
-  alignas(64) float w[kChunk];
-  const int64_t chunks = reader.chunks();
-  float mx = -INFINITY;
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t n = reader.load(c, buf, /*raw=*/true);
-    if (chunk_has_nan_or_inf(buf, n)) return {-1, kRowNonFinite};
-    reader.load(c, buf);
-    mx = std::max(mx, chunk_max(buf, n));
+RowSampler<scalar_t> pick_row_sampler() {
+#ifdef EF_REPLACE_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    return &isa_avx512::sample_row<scalar_t>;
   }
-  if (mx == -INFINITY) return {-1, kRowEmpty};
-  if (greedy) {
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t n = reader.load(c, buf);
-      for (int64_t i = 0; i < n; ++i) {
-        if (buf[i] == mx) return {c * kChunk + i, kRowOk};
-      }
-    }
-  }
-  partial.resize(static_cast<size_t>(chunks));
-  double z = 0.0;
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t n = reader.load(c, buf);
-    partial[c] = chunk_weights(buf, n, mx, inv_t, w);
-    z += partial[c];
-  }
-  const double target = static_cast<double>(u) * z;
-  double run = 0.0;
-  int64_t c = 0;
-  while (c + 1 < chunks && run + partial[c] < target) run += partial[c++];
-  const int64_t n = reader.load(c, buf);
-  chunk_weights(buf, n, mx, inv_t, w);
-  int64_t last_positive = -1;
-  for (int64_t i = 0; i < n; ++i) {
-    run += w[i];
-    if (w[i] > 0.f) last_positive = i;
-    if (run >= target) return {c * kChunk + i, kRowOk};
-  }
-  // fp64 rounding between the chunk sum and the running sum: the contract's "last positive weight"
-  return {c * kChunk + last_positive, kRowOk};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &isa_avx2::sample_row<scalar_t>;
+#endif
+  return &isa_base::sample_row<scalar_t>;
 }
 
 void check_ids(const at::Tensor& ids, const char* name) {
@@ -240,6 +182,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_replace_cpu(const at::Tens
     id_t* out = corrupted.data_ptr<id_t>();
     EF_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "sample_replace_cpu", [&] {
       const scalar_t* x = logits.data_ptr<scalar_t>();
+      const RowSampler<scalar_t> sample_row = pick_row_sampler<scalar_t>();
       at::parallel_for(0, sampled, 1, [&](int64_t m0, int64_t m1) {
         std::vector<double> partial;
         for (int64_t m = m0; m < m1; ++m) {
@@ -248,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_replace_cpu(const at::Tens
           const int64_t skip = disallow_original && orig >= 0 && orig < vocab ? orig : -1;
           const float u = word_to_uniform(
               philox_words(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), static_cast<uint64_t>(m)).w[0]);
-          const RowSample r = sample_row(RowReader<scalar_t>(x + m * vocab, vocab, skip), inv_t, greedy, u, partial);
+          const RowSample r = sample_row(x + m * vocab, vocab, skip, inv_t, greedy, u, partial);
           flags[m] = r.flag;
           if (r.flag == kRowOk) {
             out[p] = static_cast<id_t>(r.id);
