@@ -346,7 +346,8 @@ def _default_model(config, sampler):
 def _default_step_flops(config, batch, seq_len, active_fractions=None):
     from .flops import train_step_flops
 
-    return train_step_flops(config, batch, seq_len, active_fractions=active_fractions)
+    fractions = None if active_fractions is None else [float(f) for f in active_fractions]
+    return train_step_flops(config, batch, seq_len, active_fractions=fractions).total
 
 
 class Trainer:
@@ -636,8 +637,11 @@ class Trainer:
         from .hf import to_hf
 
         target = self.out / "hf"
-        to_hf(self._unwrapped()).save_pretrained(str(target))
+        discriminator, _generator = to_hf(self._unwrapped())
+        discriminator.save_pretrained(str(target))
         self.tokenizer.save(str(target / "tokenizer.json"))
+        if type(self.tokenizer.model).__name__ == "WordPiece":
+            self.tokenizer.model.save(str(target))  # vocab.txt, for ElectraTokenizer
         return target
 
 
