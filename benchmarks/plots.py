@@ -1,0 +1,195 @@
+"""PNG plots of a benchmark run, from the results files (matplotlib, headless).
+
+    python benchmarks/plots.py [--out DIR]    -> DIR/*.png
+
+ops_speedup.png      per op: speed-up of each implementation over the eager baseline (log scale)
+ops_memory.png       per op: peak memory of each implementation
+train_tokens.png     training step tokens/s per configuration, per preset (HF baseline bars in grey)
+flops_saved.png      early exit: discriminator FLOPs saved and wall-clock saved vs threshold
+quality_vs_flops.png held-out RTD AUC / accuracy against FLOPs spent, and probe accuracy per run
+roofline.png         the H100 projection (labelled as such): projected time per implementation
+A plot whose results file is missing is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+
+from report import OP_KEYS, OP_RESULTS, load  # noqa: E402
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(row: Dict[str, object], skip: Sequence[str] = ("op",)) -> str:
+    return " ".join(str(row[k]) for k in OP_KEYS if k in row and k not in skip and row[k] not in ("", None))
+
+
+def _speedup_key(rows: Sequence[Dict[str, object]]) -> Optional[str]:
+    for key in ("speedup_vs_eager", "speedup_vs_reference", "speedup"):
+        if any(key in r for r in rows):
+            return key
+    return next((k for r in rows for k in r if k.startswith("speedup")), None)
+
+
+def _memory_key(rows: Sequence[Dict[str, object]]) -> Optional[str]:
+    return next((k for k in ("peak_mib", "peak_mb", "peak_bytes") if any(k in r for r in rows)), None)
+
+
+def _barh_panels(plt, panels, xlabel: str, path: Path, log: bool = False) -> Optional[Path]:
+    panels = [(t, labels, values) for t, labels, values in panels if values]
+    if not panels:
+        return None
+    height = sum(max(len(v), 1) for _, _, v in panels) * 0.28 + 1.2 * len(panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, max(height, 3)), squeeze=False)
+    for ax, (title, labels, values) in zip(axes[:, 0], panels):
+        ax.barh(range(len(values)), values, color="#4c72b0")
+        ax.set_yticks(range(len(values)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        if log:
+            ax.set_xscale("log")
+            ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_xlabel(xlabel, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ops_plots(plt, out: Path) -> List[Path]:
+    speed, memory = [], []
+    for name in OP_RESULTS:
+        data = load(out, name)
+        if data is None:
+            continue
+        rows = data["rows"]
+        key = _speedup_key(rows)
+        if key:
+            picked = [r for r in rows if isinstance(r.get(key), (int, float))]
+            speed.append((f"{name}: {key}", [_label(r) for r in picked], [float(r[key]) for r in picked]))
+        mkey = _memory_key(rows)
+        if mkey:
+            picked = [r for r in rows if isinstance(r.get(mkey), (int, float))]
+            memory.append((f"{name}: {mkey}", [_label(r) for r in picked], [float(r[mkey]) for r in picked]))
+    paths = [_barh_panels(plt, speed, "speed-up (x, log scale)", out / "ops_speedup.png", log=True),
+             _barh_panels(plt, memory, "peak memory", out / "ops_memory.png")]
+    return [p for p in paths if p]
+
+
+def train_plots(plt, out: Path) -> List[Path]:
+    data = load(out, "train_step")
+    if data is None:
+        return []
+    rows = data["rows"]
+    presets = list(dict.fromkeys(r["preset"] for r in rows))
+    fig, axes = plt.subplots(1, len(presets), figsize=(5 * len(presets), 4), squeeze=False)
+    for ax, preset in zip(axes[0], presets):
+        sub = [r for r in rows if r["preset"] == preset]
+        colors = ["#999999" if r["family"] == "hf" else "#4c72b0" for r in sub]
+        ax.bar(range(len(sub)), [float(r["tokens_per_s"]) for r in sub], color=colors)
+        ax.set_xticks(range(len(sub)), [r["config"] for r in sub], rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("tokens/s")
+        ax.set_title(f"{preset}: {sub[0]['batch']}x{sub[0]['seq_len']} training step", fontsize=9)
+    fig.tight_layout()
+    paths = [out / "train_tokens.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    exits = [r for r in rows if r.get("threshold") not in ("", None)]
+    if exits:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for preset in presets:
+            sub = sorted((r for r in exits if r["preset"] == preset), key=lambda r: float(r["threshold"]))
+            if not sub:
+                continue
+            t = [float(r["threshold"]) for r in sub]
+            ax.plot(t, [100 * float(r["disc_flops_saved"]) for r in sub], "o-", label=f"{preset}: disc FLOPs saved")
+            ax.plot(t, [100 * float(r.get("wall_saved_vs_ours", 0.0)) for r in sub], "s--",
+                    label=f"{preset}: wall-clock saved")
+        ax.axhline(30, color="k", lw=0.6, ls=":")
+        ax.set_xlabel("exit threshold (confidence)")
+        ax.set_ylabel("% saved vs no early exit")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out / "flops_saved.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def quality_plots(plt, out: Path) -> List[Path]:
+    data = load(out, "quality")
+    if data is None:
+        return []
+    rows = data["rows"]
+    curves = [r for r in rows if r["section"] == "quality"]
+    probes = [r for r in rows if r["section"] == "probe"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for run in dict.fromkeys(r["run"] for r in curves):
+        sub = [r for r in curves if r["run"] == run]
+        x = [float(r["flops_spent"]) for r in sub]
+        axes[0].plot(x, [float(r["heldout_auc"]) for r in sub], "o-", label=run)
+        axes[1].plot(x, [100 * float(r["heldout_rtd_accuracy"]) for r in sub], "o-", label=run)
+    for ax, name in zip(axes[:2], ("held-out RTD AUC", "held-out RTD accuracy (%)")):
+        ax.set_xlabel("training FLOPs spent")
+        ax.set_ylabel(name)
+        ax.legend(fontsize=7)
+    axes[2].bar(range(len(probes)), [100 * float(r["probe_accuracy"]) for r in probes], color="#4c72b0")
+    axes[2].set_xticks(range(len(probes)), [r["run"] for r in probes], rotation=45, ha="right", fontsize=8)
+    if probes:
+        axes[2].axhline(100 * float(probes[0]["majority_accuracy"]), color="k", lw=0.8, ls=":", label="majority")
+        axes[2].legend(fontsize=7)
+        axes[2].set_ylim(40, 100)
+    axes[2].set_ylabel("probe accuracy (%)")
+    axes[2].set_title("downstream probe (Rotten Tomatoes)", fontsize=9)
+    fig.tight_layout()
+    path = out / "quality_vs_flops.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def roofline_plot(plt, out: Path) -> List[Path]:
+    data = load(out, "roofline")
+    if data is None:
+        return []
+    rows = data["rows"]
+    panels = []
+    for key in dict.fromkeys((r["op"], r["case"]) for r in rows):
+        sub = [r for r in rows if (r["op"], r["case"]) == key]
+        panels.append((f"{key[0]} {key[1]}", [r["impl"] for r in sub], [float(r["projected_us"]) for r in sub]))
+    path = _barh_panels(plt, panels, "projected us on an H100 (PROJECTION, not measured)", out / "roofline.png")
+    return [path] if path else []
+
+
+def write(out: Path) -> List[Path]:
+    plt = _plt()
+    out = Path(out)
+    return ops_plots(plt, out) + train_plots(plt, out) + quality_plots(plt, out) + roofline_plot(plt, out)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[Path]:
+    from common import RESULTS_DIR
+
+    parser = argparse.ArgumentParser(description="PNG plots of the benchmark results")
+    parser.add_argument("--out", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+    paths = write(Path(args.out))
+    for p in paths:
+        print(p)
+    return paths
+
+
+if __name__ == "__main__":
+    main()
