@@ -185,7 +185,7 @@ def sample_replace(logits: torch.Tensor, input_ids: torch.Tensor, is_masked: tor
         _sample_replace_kernel[(rows,)](
             logits, input_ids, position, corrupted, is_replaced.view(torch.int8), flags, vocab,
             0.0 if greedy else 1.0 / temperature, seed, offset, DISALLOW=disallow_original, GREEDY=greedy,
-            BLOCK_V=min(triton.next_power_of_2(vocab), 4096))
+            BLOCK_V=min(triton.next_power_of_2(vocab), _BLOCK_V), num_warps=8)
     status = torch.cat([count, (flags == 1).sum().reshape(1), (flags == 2).sum().reshape(1)])
     return corrupted, is_replaced, status
 
@@ -205,6 +205,7 @@ def statistical_fill(input_ids: torch.Tensor, is_masked: torch.Tensor, row_of_to
 
 
 _FILL_BLOCK = 256
+_BLOCK_V = 2048
 _SEED = {"seed": "i64", "offset": "i64"}
 
 
@@ -219,7 +220,7 @@ def _aot_sample(dtype: str, ids: str, disallow: bool, greedy: bool):
     sig = {"x_ptr": f"*{dtype}", "ids_ptr": f"*{ids}", "pos_ptr": "*i64", "out_ptr": f"*{ids}", "replaced_ptr": "*i8",
            "flag_ptr": "*i8", "V": "i32", "inv_t": "fp32", **_SEED,
            "DISALLOW": "constexpr", "GREEDY": "constexpr", "BLOCK_V": "constexpr"}
-    return (_sample_replace_kernel, sig, {"DISALLOW": disallow, "GREEDY": greedy, "BLOCK_V": 4096})
+    return (_sample_replace_kernel, sig, {"DISALLOW": disallow, "GREEDY": greedy, "BLOCK_V": _BLOCK_V})
 
 
 AOT_KERNELS = [
