@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import contextlib
 import csv
 import importlib.metadata
 import importlib.util
@@ -66,6 +67,7 @@ class ProbeData:
     texts: List[str]
     labels: torch.Tensor  # [N] float32, 1 = fresh
     test: torch.Tensor  # [N] bool: in the test split (by movie)
+    movies: List[str]
 
 
 def load_probe_data(max_items: Optional[int] = None, seed: int = 0) -> ProbeData:
@@ -77,7 +79,7 @@ def load_probe_data(max_items: Optional[int] = None, seed: int = 0) -> ProbeData
         rows = [rows[i] for i in sorted(torch.randperm(len(rows), generator=g)[:max_items].tolist())]
     labels = torch.tensor([r["category"] == "fresh" for r in rows], dtype=torch.float32)
     test = torch.tensor([zlib.crc32(r["movie_name"].encode()) % 5 == 0 for r in rows])
-    return ProbeData([r["text"] for r in rows], labels, test)
+    return ProbeData([r["text"] for r in rows], labels, test, [r["movie_name"] for r in rows])
 
 
 def encode(tokenizer, texts: Sequence[str], seq_len: int, ids) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -123,6 +125,21 @@ def logistic_probe(x: torch.Tensor, y: torch.Tensor, test: torch.Tensor,
                    l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1)) -> Dict[str, float]:
     """Test accuracy of an L2-regularised logistic regression on standardised features; the L2 strength
     is chosen on a validation fifth of the training rows, then the model is refitted on all of them."""
+    with _one_thread():  # [N, H] with small H: thread-pool hand-offs would cost more than the maths
+        return _logistic_probe(x, y, test, l2_grid)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _logistic_probe(x, y, test, l2_grid):
     train = ~test
     xtr, ytr = x[train], y[train]
     mean, std = xtr.mean(0), xtr.std(0).clamp(min=1e-6)
@@ -242,9 +259,12 @@ def pretrain(spec: RunSpec, base, corpus: ts.Corpus, budget: float, batch: int, 
 
 
 PLANS = {
-    # batch, seq_len, baseline steps (defines the budget), eval points, exit warm-up steps, probe items, probe T
-    "full": dict(batch=16, seq_len=128, steps=300, eval_points=4, exit_warmup=60, probe_items=None, probe_len=64),
-    "quick": dict(batch=8, seq_len=128, steps=12, eval_points=2, exit_warmup=4, probe_items=1500, probe_len=48),
+    # batch, seq_len, baseline steps (defines the budget), eval points, exit warm-up steps, probe items, probe T,
+    # held-out sequences evaluated (None: the whole held-out split)
+    "full": dict(batch=16, seq_len=128, steps=300, eval_points=4, exit_warmup=60, probe_items=None, probe_len=64,
+                 heldout_sequences=None),
+    "quick": dict(batch=8, seq_len=128, steps=12, eval_points=2, exit_warmup=4, probe_items=1500, probe_len=48,
+                  heldout_sequences=32),
 }
 
 
@@ -254,6 +274,8 @@ def run(quick: bool = False, runs: Sequence[RunSpec] = RUNS, plan: Optional[Dict
     plan = dict(PLANS["quick" if quick else "full"], **(plan or {}))
     batch, seq_len = plan["batch"], plan["seq_len"]
     corpus = ts.load_corpus(vocab_size, batch, seq_len, 1)
+    if plan["heldout_sequences"] is not None:
+        corpus.heldout = corpus.heldout[: plan["heldout_sequences"]]
     base = ts.electra_config(preset, corpus, vocab_size=vocab_size)
     budget = plan["steps"] * ts.step_flops(base, batch, seq_len)["total"]
 

@@ -2,7 +2,7 @@
 
 The suite lives in the repository's benchmarks/ directory, not in the installed package (it needs the
 Hugging Face baseline, matplotlib and a corpus of its own). It is found, first match wins, at
-`--benchmarks-dir`, at $ELECTRA_FAST_BENCHMARKS, next to the package (a source checkout or an editable
+`--benchmarks-dir` (only there when given), at $ELECTRA_FAST_BENCHMARKS, next to the package (a source checkout or an editable
 install), or under the current directory.
 
 For the CLI: `add_arguments(parser)` adds the options to a sub-parser, `run(args) -> int` runs it;
@@ -21,8 +21,10 @@ ENV_VAR = "ELECTRA_FAST_BENCHMARKS"
 
 
 def candidates(explicit: Optional[str] = None) -> List[Path]:
-    """Where the benchmarks directory may be, in the order they are tried."""
-    found = [Path(explicit)] if explicit else []
+    """Where the benchmarks directory may be, in the order they are tried (only `explicit` when given)."""
+    if explicit:
+        return [Path(explicit)]
+    found = []
     if os.environ.get(ENV_VAR):
         found.append(Path(os.environ[ENV_VAR]))
     found += [Path(__file__).resolve().parent.parent / "benchmarks", Path.cwd() / "benchmarks"]
