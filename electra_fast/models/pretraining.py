@@ -154,6 +154,14 @@ class ElectraForPretraining(nn.Module):
         losses = [EF.rtd_loss(r.logits, labels[r.positions], r.mask) for r in records]
         return torch.stack(losses).mean()
 
+    def get_extra_state(self):
+        """The statistical sampler's state (e.g. C-RTS counts) travels with the model's state_dict."""
+        return None if self.sampler is None else {"sampler": self.sampler.state_dict()}
+
+    def set_extra_state(self, state) -> None:
+        if state is not None and self.sampler is not None:
+            self.sampler.load_state_dict(state["sampler"])
+
     def _sampler_to(self, device: torch.device) -> None:
         if getattr(self.sampler, "device", device) != device:
             self.sampler = self.sampler.to(device)

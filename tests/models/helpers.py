@@ -1,4 +1,5 @@
 """Tiny configs and batches for the model tests (fast on 2 CPU cores)."""
+import pytest
 import torch
 
 from electra_fast.models import ElectraConfig
@@ -44,3 +45,13 @@ def train(model, ids, mask, steps: int, lr: float = 3e-3, **kw):
         opt.step()
         losses.append(out.loss.item())
     return losses
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine the spinning
+    workers of a second thread make a 30 ms step take a second."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ import torch
 from electra_fast.models import EarlyExitConfig, ElectraForPretraining
 from electra_fast.models.encoder import key_mask
 
-from .helpers import CLS, SEP, batch, grads, tiny_config, train
+from .helpers import CLS, SEP, batch, grads, one_thread, tiny_config, train  # noqa: F401 (autouse fixture)
 
 
 def exit_config(**kw):

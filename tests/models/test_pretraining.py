@@ -5,7 +5,7 @@ import torch
 from electra_fast import backend
 from electra_fast.models import ElectraConfig, ElectraForPretraining
 
-from .helpers import CLS, MASK, SEP, batch, grads, tiny_config, train
+from .helpers import CLS, MASK, SEP, batch, grads, one_thread, tiny_config, train  # noqa: F401 (autouse fixture)
 
 
 def test_tiny_preset_forward_shapes_and_losses():
