@@ -90,11 +90,12 @@ class EncoderLayer(nn.Module):
         self.attention_dropout = config.attention_probs_dropout_prob
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        b, t, h = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, h // self.num_heads).permute(2, 0, 3, 1, 4)
+        h = x.shape[-1]
+        # unflatten/flatten of the last dims only: no guard on the (possibly data-dependent) length
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, h // self.num_heads)).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                            dropout_p=self.attention_dropout if self.training else 0.0)
-        a = a.transpose(1, 2).reshape(b, t, h)
+        a = a.transpose(1, 2).flatten(2)
         x = self.attn_norm(x + self.dropout(self.attn_out(a)))
         return self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
 

@@ -91,3 +91,21 @@ def test_preset_sizes_on_meta(name, disc_params):
     assert abs(n - disc_params) / disc_params < 0.03, n
     q = model.discriminator.encoder.layers[0].qkv.weight
     assert q.shape == (3 * model.config.hidden_size, model.config.hidden_size) and q.device.type == "meta"
+
+
+@pytest.mark.parametrize("name", ["small", "base"])
+def test_preset_forward_shapes_under_fake_tensors(name):
+    """A full-size forward without memory or compute: fake tensors carry only shapes."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        cfg = ElectraConfig.preset(name)
+        model = ElectraForPretraining(cfg)
+        ids = torch.randint(0, cfg.vocab_size, (2, cfg.seq_len))
+        mask = torch.ones_like(ids)
+        hidden, logits = model.discriminator(ids, mask)
+        mlm = model.generator.mlm_logits(ids, mask)
+        logits.sum().backward()
+    assert hidden.shape == (2, cfg.seq_len, cfg.hidden_size) and logits.shape == (2, cfg.seq_len)
+    assert mlm.shape == (2, cfg.seq_len, cfg.vocab_size)
+    assert model.discriminator.head.dense.weight.grad.shape == (cfg.hidden_size, cfg.hidden_size)
