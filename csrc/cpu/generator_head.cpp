@@ -21,13 +21,21 @@ namespace electra_fast {
 namespace cpu {
 namespace {
 
+// The row passes are bound by expf: an AVX-512 clone (16 lanes of libmvec's expf) next to cpu_simd.h's
+// AVX2 and baseline ones, picked at load time.
+#if defined(__GLIBC__) && defined(__x86_64__) && !defined(__clang__)
+#define EF_ROW_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define EF_ROW_CLONES EF_CPU_CLONES
+#endif
+
 // Rows per grad_bias partial sum: a fixed partition (independent of the thread count) keeps
 // grad_bias deterministic, and the partials cost 1/kBiasGroup of the chunk to reduce.
 constexpr int64_t kBiasGroup = 16;
 // Elements per block of the sampling scan: blocks are summed vectorised, the hit block sequentially.
 constexpr int64_t kScanBlock = 64;
 
-EF_CPU_CLONES
+EF_ROW_CLONES
 float row_max(const float* __restrict x, int64_t v) {
   float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
@@ -43,7 +51,7 @@ int64_t first_index_of(const float* x, int64_t v, float value) {
 }
 
 // x <- exp(x - mx) in place; returns the sum in fp64.
-EF_CPU_CLONES
+EF_ROW_CLONES
 double exp_shift_inplace(float* __restrict x, int64_t v, float mx) {
   double z = 0.0;
 #pragma omp simd reduction(+ : z)
@@ -56,7 +64,7 @@ double exp_shift_inplace(float* __restrict x, int64_t v, float mx) {
 }
 
 // w <- exp((x - mx) / T) (the sampling weights, x untouched); returns their sum in fp64.
-EF_CPU_CLONES
+EF_ROW_CLONES
 double tempered_weights(const float* __restrict x, float* __restrict w, int64_t v, float mx, float inv_t) {
   double z = 0.0;
 #pragma omp simd reduction(+ : z)
@@ -68,19 +76,19 @@ double tempered_weights(const float* __restrict x, float* __restrict w, int64_t 
   return z;
 }
 
-EF_CPU_CLONES
+EF_ROW_CLONES
 void scale_inplace(float* __restrict x, int64_t v, float c) {
 #pragma omp simd
   for (int64_t i = 0; i < v; ++i) x[i] *= c;
 }
 
-EF_CPU_CLONES
+EF_ROW_CLONES
 void add_into(float* __restrict acc, const float* __restrict x, int64_t v) {
 #pragma omp simd
   for (int64_t i = 0; i < v; ++i) acc[i] += x[i];
 }
 
-EF_CPU_CLONES
+EF_ROW_CLONES
 double block_sum(const float* __restrict w) {
   double s = 0.0;
 #pragma omp simd reduction(+ : s)

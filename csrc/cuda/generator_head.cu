@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(kThreads)
   if (sample && !argmax) {
     const double target = static_cast<double>(ce_row_uniform(seed, offset, static_cast<uint64_t>(row_start + row))) *
                           (tempered ? s_zt : z);
-    const int64_t seg = ceil_div(v, kThreads);
+    const int64_t seg = (v + kThreads - 1) / kThreads;
     const int64_t lo = tid * seg;
     const int64_t hi = lo + seg < v ? lo + seg : v;
     double seg_sum = 0.0;
