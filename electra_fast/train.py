@@ -16,7 +16,7 @@ Held-out evaluation runs the model in eval mode on the first `eval_sequences` he
 seed EVAL_SEED and offsets EVAL_OFFSET + i, so the masked positions (and a statistical generator's
 replacements) are the same in every evaluation of every run; it reports RTD loss, accuracy and AUC.
 
-Output directory: checkpoint.safetensors (model, AdamW state, sampler state as tensors; step, data
+Output directory: checkpoint.safetensors (model with its sampler state, AdamW state as tensors; step, data
 position, scheduler, config and arguments as JSON metadata; written to a temp file and renamed),
 tokenizer.json, config.json, metrics.jsonl (one JSON object per logged step / evaluation), hf/ (the
 final discriminator in Hugging Face format, when transformers is installed).
@@ -208,16 +208,21 @@ def _unflatten(prefix: str, tensors: dict) -> dict:
     return out
 
 
-def save_checkpoint(path: pathlib.Path, *, model_state: dict, optim_state: dict, sampler_state: Optional[dict],
-                    meta: dict) -> None:
-    """Write everything to `path` atomically: a temp file in the same directory, fsync, rename."""
+def save_checkpoint(path: pathlib.Path, *, model_state: dict, optim_state: dict, meta: dict) -> None:
+    """Write everything to `path` atomically: a temp file in the same directory, fsync, rename.
+
+    A module's extra state (`*._extra_state`, e.g. ElectraForPretraining's sampler counts) is a dict of
+    tensors or None; it is stored under `extra.<name>` and its presence recorded in the metadata."""
     from safetensors.torch import save_file
 
-    tensors = _tensors_for_file("model", model_state)
+    extras = {k: v for k, v in model_state.items() if k.endswith("_extra_state")}
+    tensors = _tensors_for_file("model", {k: v for k, v in model_state.items() if k not in extras})
+    for key, value in extras.items():
+        if value is not None:
+            tensors.update(_tensors_for_file(f"extra.{key.replace('.', '/')}", value))
     tensors.update(_tensors_for_file("optim", {"state": _escape(optim_state["state"])}))
-    if sampler_state:
-        tensors.update(_tensors_for_file("sampler", sampler_state))
-    meta = dict(meta, optim_param_groups=optim_state["param_groups"])
+    meta = dict(meta, optim_param_groups=optim_state["param_groups"],
+                extra_states={k: v is not None for k, v in extras.items()})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata={"electra_fast": json.dumps(meta)})
@@ -228,8 +233,8 @@ def save_checkpoint(path: pathlib.Path, *, model_state: dict, optim_state: dict,
         tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: pathlib.Path) -> tuple[dict, dict, dict, dict]:
-    """(model_state, optim_state, sampler_state, meta) as written by save_checkpoint."""
+def load_checkpoint(path: pathlib.Path) -> tuple[dict, dict, dict]:
+    """(model_state, optim_state, meta) as written by save_checkpoint."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -238,7 +243,10 @@ def load_checkpoint(path: pathlib.Path) -> tuple[dict, dict, dict, dict]:
     tensors = load_file(str(path))
     optim = {"state": _unescape(_unflatten("optim", tensors).get("state", {})),
              "param_groups": meta.pop("optim_param_groups")}
-    return _unflatten_flat("model", tensors), optim, _unflatten("sampler", tensors), meta
+    model = _unflatten_flat("model", tensors)
+    for key, present in meta.pop("extra_states").items():
+        model[key] = _unflatten(f"extra.{key.replace('.', '/')}", tensors) if present else None
+    return model, optim, meta
 
 
 def _unflatten_flat(prefix: str, tensors: dict) -> dict:
@@ -372,7 +380,7 @@ class Trainer:
         self.corpus_paths = D.resolve_corpus(cfg.corpus or [D.bundled_corpus()])
 
         checkpoint = load_checkpoint(self.out / CHECKPOINT) if cfg.resume else None
-        saved_meta = checkpoint[3] if checkpoint else None
+        saved_meta = checkpoint[2] if checkpoint else None
         self.tokenizer = self._tokenizer(saved_meta is not None)
         self.ids = D.SpecialIds.from_tokenizer(self.tokenizer)
         self.config = build_config(cfg, self.ids, self.tokenizer.get_vocab_size(),
@@ -384,6 +392,7 @@ class Trainer:
 
         self.packed = self._packed()
         sampler = build_sampler(self.config.generator, self.config.vocab_size, self.ids, self.packed.train)
+        sampler = sampler.to(self.device) if sampler is not None else None
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
         self.model = model_factory(self.config, sampler).to(self.device)
         self.raw_model = self.model
@@ -465,26 +474,21 @@ class Trainer:
         model_state, optim_state = self._state()  # every rank takes part (FSDP gathers)
         path = self.out / CHECKPOINT
         if self.dist.main:
-            sampler = getattr(self.raw_model, "sampler", None)
             meta = {"step": self.step, "data_position": self.batches.position(self.step - self.step_base),
                     "scheduler": self.scheduler.state_dict(), "config": self.config.to_dict(),
                     "train_config": dataclasses.asdict(self.cfg), "warmup": self.warmup, "stats": self.stats,
                     "world": self.dist.world}
-            save_checkpoint(path, model_state=model_state, optim_state=optim_state,
-                            sampler_state=sampler.state_dict() if sampler is not None else None, meta=meta)
+            save_checkpoint(path, model_state=model_state, optim_state=optim_state, meta=meta)
             (self.out / "config.json").write_text(self.config.to_json())
         self.dist.barrier()
         return path
 
-    def _restore(self, model_state, optim_state, sampler_state, meta) -> None:
+    def _restore(self, model_state, optim_state, meta) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
         set_state_dict(self.model, self.optimizer, model_state_dict=model_state,
                        optim_state_dict=optim_state,
                        options=StateDictOptions(full_state_dict=True))
-        sampler = getattr(self.model, "sampler", None)
-        if sampler is not None and sampler_state:
-            sampler.load_state_dict(sampler_state)
         self.scheduler.load_state_dict(meta["scheduler"])
         self.warmup = meta["warmup"]
         self.step, self.data_start, self.stats = meta["step"], meta["data_position"], meta["stats"]

@@ -75,7 +75,7 @@ def _run(cfg, factory=StandIn):
 
 
 def _weights(output):
-    model, optim, _sampler, meta = train.load_checkpoint(train.pathlib.Path(output) / train.CHECKPOINT)
+    model, optim, meta = train.load_checkpoint(train.pathlib.Path(output) / train.CHECKPOINT)
     return model, optim, meta
 
 
@@ -129,7 +129,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / train.CHECKPOINT
     state = {"w": torch.arange(4.0)}
     optim = {"state": {"w": {"exp_avg": torch.ones(4)}}, "param_groups": [{"lr": 0.1, "params": ["w"]}]}
-    train.save_checkpoint(path, model_state=state, optim_state=optim, sampler_state=None, meta={"step": 1})
+    train.save_checkpoint(path, model_state=state, optim_state=optim, meta={"step": 1})
     import safetensors.torch
 
     def broken(tensors, filename, metadata=None):
@@ -139,20 +139,24 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(safetensors.torch, "save_file", broken)
     with pytest.raises(OSError, match="disk full"):
-        train.save_checkpoint(path, model_state={"w": torch.zeros(4)}, optim_state=optim, sampler_state=None,
-                              meta={"step": 2})
-    model, optim_back, _, meta = train.load_checkpoint(path)
+        train.save_checkpoint(path, model_state={"w": torch.zeros(4)}, optim_state=optim, meta={"step": 2})
+    model, optim_back, meta = train.load_checkpoint(path)
     assert meta["step"] == 1 and torch.equal(model["w"], torch.arange(4.0))
     assert torch.equal(optim_back["state"]["w"]["exp_avg"], torch.ones(4))
     assert sorted(p.name for p in tmp_path.iterdir()) == [train.CHECKPOINT], "no temp file left behind"
 
 
-def test_tied_weights_are_saved_once_each(tmp_path):
+def test_tied_weights_and_extra_state_round_trip(tmp_path):
     shared = torch.arange(6.0)
-    train.save_checkpoint(tmp_path / "c.safetensors", model_state={"a": shared, "b": shared},
-                          optim_state={"state": {}, "param_groups": []}, sampler_state=None, meta={})
+    extra = {"sampler": {"counts": torch.ones(3, 3, dtype=torch.int64), "beta": torch.tensor(2.0)}}
+    train.save_checkpoint(tmp_path / "c.safetensors",
+                          model_state={"a": shared, "b": shared, "_extra_state": extra, "sub.m._extra_state": None},
+                          optim_state={"state": {}, "param_groups": []}, meta={})
     model, *_ = train.load_checkpoint(tmp_path / "c.safetensors")
     assert torch.equal(model["a"], shared) and torch.equal(model["b"], shared)
+    assert model["sub.m._extra_state"] is None
+    assert torch.equal(model["_extra_state"]["sampler"]["counts"], extra["sampler"]["counts"])
+    assert torch.equal(model["_extra_state"]["sampler"]["beta"], extra["sampler"]["beta"])
 
 
 # --------------------------------------------------------------------------------------- the loop
@@ -255,7 +259,10 @@ def _ddp_equivalence(tmp_path, cfg_single, cfg_ddp, factory_name, atol):
     assert s_meta["data_position"] == d_meta["data_position"]
     assert single.keys() == ddp.keys()
     for name in single:
-        torch.testing.assert_close(ddp[name], single[name], rtol=1e-5, atol=atol, msg=name)
+        if single[name] is None or isinstance(single[name], dict):
+            _assert_same_state(single[name], ddp[name], name)
+        else:
+            torch.testing.assert_close(ddp[name], single[name], rtol=1e-5, atol=atol, msg=name)
 
 
 def test_ddp_two_processes_equal_one_process_with_the_combined_batch(tmp_path, corpus, _shared_tokenizer_cache):
@@ -300,12 +307,22 @@ def _tiny(tmp_path, corpus, name, tokenizer, **kw):
     return train.TrainConfig(**base)
 
 
+def _assert_same_state(a, b, where=""):
+    assert (a is None) == (b is None), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif a is not None:
+        assert torch.equal(a, b), where
+
+
 @needs_model
-@pytest.mark.parametrize("early_exit", [None, 0.6])
-def test_tiny_preset_resume_is_bit_identical(tmp_path, corpus, _shared_tokenizer_cache, early_exit):
+@pytest.mark.parametrize("early_exit,generator", [(None, "network"), (0.6, "network"), (None, "cluster")])
+def test_tiny_preset_resume_is_bit_identical(tmp_path, corpus, _shared_tokenizer_cache, early_exit, generator):
     from electra_fast.train import pretrain
 
-    kw = dict(early_exit_threshold=early_exit)
+    kw = dict(early_exit_threshold=early_exit, generator=generator)
     pretrain(_tiny(tmp_path, corpus, "straight", _shared_tokenizer_cache, **kw), model_factory=_real_model,
              log=lambda *_: None)
 
@@ -328,9 +345,10 @@ def test_tiny_preset_resume_is_bit_identical(tmp_path, corpus, _shared_tokenizer
              model_factory=_real_model, log=lambda *_: None)
     a, _, _ = _weights(tmp_path / "straight")
     b, _, _ = _weights(tmp_path / "killed")
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    _assert_same_state(a, b, "model")
+    if generator == "cluster":
+        counts = a["_extra_state"]["sampler"]["counts"]
+        assert not torch.equal(counts, torch.ones_like(counts)), "the C-RTS counts were updated and saved"
 
 
 @needs_model
