@@ -173,3 +173,14 @@ def test_bad_inputs():
         model(ids, mask, seed=1.5)
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.ones(1, 65, dtype=torch.int64))
+
+
+def test_discriminator_compiles_fullgraph():
+    torch.manual_seed(0)
+    model = ElectraForPretraining(tiny_config())
+    ids, mask = batch()
+    compiled = torch.compile(model.discriminator, fullgraph=True)
+    hidden, logits = compiled(ids, mask)
+    ref_hidden, ref_logits = model.discriminator(ids, mask)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(hidden, ref_hidden, rtol=1e-4, atol=1e-5)
