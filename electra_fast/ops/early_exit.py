@@ -29,6 +29,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 from .. import backend
 from .._validation import check_same_device, check_tensor
@@ -185,8 +186,11 @@ def _check_index(index, name: str, num_tokens, num_rows, ref: torch.Tensor) -> N
     check_same_device(index, name, ref, "tokens")
     if index.shape[0] != num_tokens:
         raise ValueError(f"{name} must have one entry per token ({num_tokens}), got {index.shape[0]}")
-    # free on CPU; on a GPU it would cost a host sync, so there the kernels assert instead
-    if index.device.type == "cpu" and index.numel() and not torch.compiler.is_compiling():
+    # free on CPU; on a GPU it would cost a host sync, so there the kernels assert instead. Traced
+    # (fake) indices have no values to check.
+    if torch.compiler.is_compiling() or is_fake(index) or index.device.type != "cpu":
+        return
+    if index.numel():
         low, high = int(index.min()), int(index.max())
         if low < 0 or high >= num_rows:
             bad = low if low < 0 else high
