@@ -55,6 +55,7 @@ class _Sampler:
     def to(self, device) -> "_Sampler":
         for name in self._state:
             setattr(self, name, getattr(self, name).to(device))
+        self._cache_key = None
         return self
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
@@ -70,6 +71,7 @@ class _Sampler:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: {name} has shape {tuple(new.shape)} "
                                  f"{new.dtype}, expected {tuple(cur.shape)} {cur.dtype}")
             setattr(self, name, new.to(cur.device).clone())
+        self._cache_key = None
 
 
 class UniformSampler(_Sampler):
@@ -197,17 +199,26 @@ class ClusterSampler(_Sampler):
         return self.offsets[1:] > self.offsets[:-1]
 
     def tables(self) -> SamplerTables:
-        """The cluster cdf from the current counts (K x K float64 math on the sampler's device, no sync)."""
+        """The cluster cdf from the current counts (K x K float64 math on the sampler's device, no sync),
+        cached until the counts change (tracked by the tensor's version counter, so in-place edits count)."""
+        key = (id(self.counts), self.counts._version, self.counts.device, self.beta)
+        if getattr(self, "_cache_key", None) != key:
+            self._cache = SamplerTables(self.row_of_token, self._cluster_cdf(), self.offsets, self.members)
+            self._cache_key = key
+        return self._cache
+
+    def _cluster_cdf(self) -> torch.Tensor:
         nonempty = self._nonempty()
         s = self.counts.double()
         lo = torch.where(nonempty, s, torch.full_like(s, float("inf"))).amin(1, keepdim=True)
         hi = torch.where(nonempty, s, torch.full_like(s, float("-inf"))).amax(1, keepdim=True)
         span = hi - lo
         norm = torch.where(span > 0, (s - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(s))
-        logits = torch.where(nonempty, self.beta * norm, torch.full_like(s, float("-inf")))
-        weights = torch.softmax(logits, dim=1)
+        # softmax(beta * norm) up to its normaliser (the cdf need not be normalised): norm <= 1, so the
+        # exponent is <= 0 and nothing overflows
+        weights = torch.exp(self.beta * (norm - 1.0)) * nonempty
         weights = torch.cat([weights, nonempty.double()[None, :]], 0)
-        return SamplerTables(self.row_of_token, torch.cumsum(weights, 1), self.offsets, self.members)
+        return torch.cumsum(weights, 1)
 
     def cluster_probs(self) -> torch.Tensor:
         """[K+1, K] float64: row c = P(replacement cluster | original cluster c); row K for unclustered."""
