@@ -110,7 +110,7 @@ def compact(active: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, int]:
         return active.new_empty(0, dtype=torch.int64), cu.to(torch.int32), 0
     counts = torch.empty(rows, dtype=torch.int32, device=active.device)
     _row_count_kernel[(rows,)](active, counts, row_len, BLOCK_T=BLOCK_T)
-    torch.cumsum(counts, 0, out=cu[1:])
+    torch.cumsum(counts, 0, dtype=torch.int64, out=cu[1:])
     total, max_seqlen = torch.stack([cu[-1], counts.max().to(torch.int64)]).tolist()  # the one host sync
     if total > torch.iinfo(torch.int32).max:
         raise ValueError(f"gather_tokens: {total} active tokens do not fit the int32 cu_seqlens")
