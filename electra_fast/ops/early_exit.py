@@ -105,6 +105,8 @@ def _(active):
     ctx = torch.library.get_ctx()
     num_tokens = ctx.new_dynamic_size()
     max_seqlen = ctx.new_dynamic_size()
+    torch._check(num_tokens <= active.numel())
+    torch._check(max_seqlen <= active.shape[1])
     return (active.new_empty(num_tokens, dtype=torch.int64),
             active.new_empty(active.shape[0] + 1, dtype=torch.int32), max_seqlen)
 
