@@ -201,6 +201,8 @@ class ClusterSampler(_Sampler):
     def tables(self) -> SamplerTables:
         """The cluster cdf from the current counts (K x K float64 math on the sampler's device, no sync),
         cached until the counts change (tracked by the tensor's version counter, so in-place edits count)."""
+        if torch.compiler.is_compiling():  # traced into the graph instead (the version counter is not traceable)
+            return SamplerTables(self.row_of_token, self._cluster_cdf(), self.offsets, self.members)
         key = (id(self.counts), self.counts._version, self.counts.device, self.beta)
         if getattr(self, "_cache_key", None) != key:
             self._cache = SamplerTables(self.row_of_token, self._cluster_cdf(), self.offsets, self.members)

@@ -351,7 +351,9 @@ def test_opcheck(on):
 
 @_pairs()
 def test_torch_compile_fullgraph(on):
-    device, _ = on
+    device, name = on
+    if name == "reference":
+        pytest.skip("the op is opaque to the compiler: the reference adds nothing but compile time here")
     ids, am = _batch(3, 24, device=device)
     sampler = samplers.ClusterSampler.from_frequencies(torch.arange(50.0) + 1, 4, exclude_ids=SPECIALS).to(device)
 
