@@ -20,7 +20,7 @@ help:
 
 install:
 	$(PYTHON) -m pip install "$(TORCH_CPU_PIN)" "$(TRITON_PIN)" setuptools wheel ninja
-	$(PYTHON) -m pip install --no-build-isolation -e ".[test]"
+	$(PYTHON) -m pip install --no-build-isolation -e ".[test,train,hf]"
 
 build:
 	$(PYTHON) setup.py build_ext --inplace
