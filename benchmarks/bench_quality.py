@@ -208,6 +208,7 @@ class RunSpec:
 
 RUNS = (RunSpec("baseline"), RunSpec("exit0.99", threshold=0.99), RunSpec("exit0.95", threshold=0.95),
         RunSpec("uniform", "uniform"), RunSpec("unigram", "unigram"), RunSpec("cluster", "cluster"))
+QUICK_RUNS = (RunSpec("baseline"), RunSpec("exit0.95", threshold=0.95), RunSpec("uniform", "uniform"))
 
 
 def build_model(spec: RunSpec, base, corpus: ts.Corpus, exit_warmup: int):
@@ -263,15 +264,16 @@ PLANS = {
     # held-out sequences evaluated (None: the whole held-out split)
     "full": dict(batch=16, seq_len=128, steps=300, eval_points=4, exit_warmup=60, probe_items=None, probe_len=64,
                  heldout_sequences=None),
-    "quick": dict(batch=8, seq_len=128, steps=12, eval_points=2, exit_warmup=4, probe_items=1500, probe_len=48,
-                  heldout_sequences=32),
+    "quick": dict(batch=8, seq_len=128, steps=8, eval_points=2, exit_warmup=4, probe_items=800, probe_len=48,
+                  heldout_sequences=16),
 }
 
 
-def run(quick: bool = False, runs: Sequence[RunSpec] = RUNS, plan: Optional[Dict[str, object]] = None,
+def run(quick: bool = False, runs: Optional[Sequence[RunSpec]] = None, plan: Optional[Dict[str, object]] = None,
         preset: str = "tiny", vocab_size: int = 8192) -> List[Dict[str, object]]:
     """All runs under the baseline's budget; returns quality-curve rows, probe rows and one summary per run."""
     plan = dict(PLANS["quick" if quick else "full"], **(plan or {}))
+    runs = (QUICK_RUNS if quick else RUNS) if runs is None else runs
     batch, seq_len = plan["batch"], plan["seq_len"]
     corpus = ts.load_corpus(vocab_size, batch, seq_len, 1)
     if plan["heldout_sequences"] is not None:

@@ -39,7 +39,7 @@ def fmt(value: object, digits: int = 3) -> str:
             return "n/a"
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
             return f"{value:.{digits}g}"
-        return f"{value:,.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}g}"
     return str(value)
 
 
