@@ -67,6 +67,9 @@ def bench_case(shape, fraction, dtype, device, backends, quick, compiled_fns):
         r = {"op": op, "impl": impl, **label, **timing.as_dict()}
         for name, base in baselines.items():
             r[f"ratio_vs_{name}"] = timing.median / base.median
+        # the 10th percentiles as well: on a shared machine they are the least disturbed by preemption
+        for name, base in baselines.items():
+            r[f"p10_ratio_vs_{name}"] = timing.p10 / base.p10
         rows.append(r)
 
     # gather
@@ -108,7 +111,10 @@ def bench_case(shape, fraction, dtype, device, backends, quick, compiled_fns):
 def main(argv=None):
     parser = make_parser(__doc__.splitlines()[0], backends=["cpp"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.backends = [b for b in args.backends.split(",") if b]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and args.backends == ["cpp"]:
@@ -125,8 +131,8 @@ def main(argv=None):
     notes = [fn.note for fn in compiled_fns.values() if fn.note]
     for r in rows:
         r["note"] = "; ".join(notes)
-    print_table(rows, ["op", "impl", "shape", "active", "ms", "ratio_vs_floor", "ratio_vs_bool_index",
-                       "ratio_vs_compile", "ratio_vs_eager"])
+    print_table(rows, ["op", "impl", "shape", "active", "ms", "p10_ms", "ratio_vs_floor", "ratio_vs_bool_index",
+                       "ratio_vs_compile", "ratio_vs_eager", "p10_ratio_vs_floor", "p10_ratio_vs_bool_index"])
     for path in write_results("early_exit" if not args.quick else "early_exit_quick", rows, args.out):
         print(f"wrote {path}")
 
