@@ -236,6 +236,8 @@ def test_bench_entry_finds_the_suite_and_runs_it(tmp_path):
 @needs_model
 def test_train_step_ours_vs_hf_tiny_plan():
     pytest.importorskip("transformers")
+    pytest.importorskip("datasets")
+    pytest.importorskip("tokenizers")
     rows = ts.run(["tiny"], plan={"tiny": (2, 32, 1, 2)}, thresholds=(0.9,), statistical=("uniform",))
     by = {r["config"]: r for r in rows}
     assert set(by) == {"hf-gumbel", "hf-multinomial", "ours", "ours-exit0.9", "ours-uniform"}
@@ -249,6 +251,8 @@ def test_train_step_ours_vs_hf_tiny_plan():
 
 @needs_model
 def test_quality_equal_budget_tiny_plan():
+    pytest.importorskip("datasets")
+    pytest.importorskip("tokenizers")
     try:
         quality.probe_data_path()
     except FileNotFoundError:
