@@ -10,8 +10,8 @@ A benchmark script looks like:
     rows = [{"op": "rtd_loss", "impl": "cpp", **t_ours.as_dict(), "speedup_vs_eager": t_eager.median / t_ours.median}]
     write_results("rtd_loss", rows, args.out)
 
-Run the scripts from the repository root (`python benchmarks/bench_<op>.py`): they put their own
-directory on sys.path, so `import common` works without installing anything.
+Run the scripts as `python benchmarks/bench_<op>.py`: they put their own directory on sys.path, so
+`import common` works; common puts the repository root on sys.path when electra_fast is not installed.
 Every figure a script reports should be a ratio against a baseline timed in the same run.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -34,6 +35,11 @@ import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# An installed electra_fast wins; in a development checkout (built with build_ext --inplace) without an
+# install, the in-tree package is used.
+if importlib.util.find_spec("electra_fast") is None:
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 # ---------------------------------------------------------------------------------------------- timing

@@ -1,5 +1,6 @@
 // CPU kernels of the RTD loss: fused forward (+ the gradient, when asked) and metrics.
-// Math: csrc/include/electra_fast/bce.h. Schema and contract: electra_fast/ops/rtd_loss.py.
+// Math: csrc/include/electra_fast/bce.h on float vectors, with exp/log1p from fast_math.h.
+// Schema and contract: electra_fast/ops/rtd_loss.py.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -8,43 +9,131 @@
 #include "cpu_utils.h"
 #include "electra_fast/bce.h"
 #include "electra_fast/cpu_simd.h"
+#include "fast_math.h"
+
+#include <vector>
 
 namespace electra_fast {
 namespace cpu {
 namespace {
 
-// One block of at most kReduceBlock tokens: per-token loss and gradient (both scaled by mask*weight,
-// the gradient also by grad_scale), returns the block's loss sum. Separate float buffers keep the
-// exp/log1p loops in SIMD form.
-EF_CPU_CLONES
-double rtd_block(const float* __restrict x, const uint8_t* __restrict y, const uint8_t* __restrict m,
-                 const float* __restrict w, int64_t n, float grad_scale, float* __restrict loss_out,
-                 float* __restrict grad_out) {
+// Tokens per parallel task: below this one thread does all the work, as for ATen's elementwise ops
+// (a fork/join costs more than the kernel at BxT = 128x128, and much more on a busy machine).
+constexpr int64_t kParallelGrain = 8 * kReduceBlock;
+
+// Tokens per float partial sum inside a block: short enough that float accumulation loses nothing that
+// matters (32 tokens per SIMD lane), long enough to amortise adding the partial into the double total.
+constexpr int64_t kPartialChunk = 256;
+
+// kLanes tokens: the scaled losses, and in `grad` the gradients scaled by scale * grad_scale (math of
+// bce.h on float vectors).
+EF_CPU_MATH_INLINE vfloat rtd_lanes(vfloat x, vfloat y, vfloat scale, float grad_scale, vfloat& grad) {
+  const vfloat e = exp_nonpos(x < vfloat{} ? x : -x);  // exp(-|x|)
+  grad = scale * grad_scale * bce_grad_from_exp(x, y, e);
+  return scale * bce_loss_from_log1p(x, y, log1p_unit(e));
+}
+
+// One block of at most kReduceBlock tokens; returns the block's loss sum (float per chunk of
+// kPartialChunk tokens, double across chunks). The flags are template parameters so that each variant
+// is straight-line SIMD code. The last n % kLanes tokens are gathered into vectors whose unused lanes
+// have scale 0.
+template <bool kMask, bool kWeight, bool kLoss, bool kGrad>
+EF_CPU_MATH_INLINE double rtd_block_impl(const float* x, const uint8_t* y, const uint8_t* m, const float* w,
+                                         int64_t n, float grad_scale, float* loss_out, float* grad_out) {
   double total = 0.0;
-#pragma omp simd reduction(+ : total)
-  for (int64_t i = 0; i < n; ++i) {
-    const float xi = x[i];
-    const float yi = static_cast<float>(y[i]);
-    const float scale = (m ? static_cast<float>(m[i] != 0) : 1.f) * (w ? w[i] : 1.f);
-    const float e = expf(-fabsf(xi));
-    const float li = scale * bce_loss_from_exp(xi, yi, e);
-    if (loss_out) loss_out[i] = li;
-    if (grad_out) grad_out[i] = scale * grad_scale * bce_grad_from_exp(xi, yi, e);
-    total += li;
+  const int64_t full = n - n % kLanes;
+  vfloat grad;
+  for (int64_t begin = 0; begin < full; begin += kPartialChunk) {
+    const int64_t end = std::min(full, begin + kPartialChunk);
+    vfloat partial{};
+    for (int64_t i = begin; i < end; i += kLanes) {
+      vfloat scale = vsplat(1.f);
+      if constexpr (kMask) scale = vload_bytes(m + i) != vfloat{} ? scale : vfloat{};
+      if constexpr (kWeight) scale *= vload(w + i);
+      const vfloat li = rtd_lanes(vload(x + i), vload_bytes(y + i), scale, grad_scale, grad);
+      if constexpr (kLoss) vstore(loss_out + i, li);
+      if constexpr (kGrad) vstore(grad_out + i, grad);
+      partial += li;
+    }
+    total += vsum(partial);
+  }
+  if (full < n) {
+    vfloat xv{}, yv{}, scale{};
+    for (int64_t k = 0; k < n - full; ++k) {
+      xv[k] = x[full + k];
+      yv[k] = static_cast<float>(y[full + k]);
+      scale[k] = (kMask ? static_cast<float>(m[full + k] != 0) : 1.f) * (kWeight ? w[full + k] : 1.f);
+    }
+    const vfloat li = rtd_lanes(xv, yv, scale, grad_scale, grad);
+    for (int64_t k = 0; k < n - full; ++k) {
+      if constexpr (kLoss) loss_out[full + k] = li[k];
+      if constexpr (kGrad) grad_out[full + k] = grad[k];
+    }
+    total += vsum(li);
   }
   return total;
 }
+
+#define EF_RTD_CASE(M, W, L, G)                                                                   \
+  case (M) | (W) << 1 | (L) << 2 | (G) << 3:                                                      \
+    return rtd_block_impl<(M) != 0, (W) != 0, (L) != 0, (G) != 0>(x, y, m, w, n, grad_scale, loss_out, grad_out);
+#define EF_RTD_CASES_MW(L, G) EF_RTD_CASE(0, 0, L, G) EF_RTD_CASE(1, 0, L, G) EF_RTD_CASE(0, 1, L, G) EF_RTD_CASE(1, 1, L, G)
+
+// The variant for the null/non-null pointers.
+EF_CPU_MATH_INLINE double rtd_block_variant(const float* x, const uint8_t* y, const uint8_t* m,
+                                                               const float* w, int64_t n, float grad_scale,
+                                                               float* loss_out, float* grad_out) {
+  switch ((m != nullptr) | (w != nullptr) << 1 | (loss_out != nullptr) << 2 | (grad_out != nullptr) << 3) {
+    EF_RTD_CASES_MW(0, 0)
+    EF_RTD_CASES_MW(1, 0)
+    EF_RTD_CASES_MW(0, 1)
+    EF_RTD_CASES_MW(1, 1)
+  }
+  return 0.0;  // unreachable: the switch covers all 16 cases
+}
+
+// An AVX2+FMA build next to the baseline one, chosen at load time (see EF_CPU_MULTIVERSION).
+#ifdef EF_CPU_MULTIVERSION
+EF_CPU_TARGET_AVX2 double rtd_block(const float* x, const uint8_t* y, const uint8_t* m, const float* w, int64_t n,
+                                    float grad_scale, float* loss_out, float* grad_out) {
+  return rtd_block_variant(x, y, m, w, n, grad_scale, loss_out, grad_out);
+}
+EF_CPU_TARGET_DEFAULT
+#endif
+double rtd_block(const float* x, const uint8_t* y, const uint8_t* m, const float* w, int64_t n, float grad_scale,
+                 float* loss_out, float* grad_out) {
+  return rtd_block_variant(x, y, m, w, n, grad_scale, loss_out, grad_out);
+}
+#undef EF_RTD_CASES_MW
+#undef EF_RTD_CASE
 
 int64_t count_real(const at::Tensor& mask, int64_t n) {
   if (!mask.defined()) return n;
   const uint8_t* m = mask.data_ptr<uint8_t>();
   return at::parallel_reduce(
-      0, n, kReduceBlock, int64_t(0),
+      0, n, 4 * kParallelGrain, int64_t(0),
       [&](int64_t b, int64_t e, int64_t acc) {
         for (int64_t i = b; i < e; ++i) acc += m[i] != 0;
         return acc;
       },
       std::plus<int64_t>());
+}
+
+// Sums block_fn(begin, end) over fixed blocks of kReduceBlock tokens in block order, so the result does
+// not depend on the thread count; threads get runs of blocks only past kParallelGrain tokens.
+template <typename BlockFn>
+double blockwise_sum(int64_t n, const BlockFn& block_fn) {
+  const int64_t num_blocks = (n + kReduceBlock - 1) / kReduceBlock;
+  std::vector<double> partial(static_cast<size_t>(num_blocks), 0.0);
+  at::parallel_for(0, num_blocks, kParallelGrain / kReduceBlock, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t begin = b * kReduceBlock;
+      partial[static_cast<size_t>(b)] = block_fn(begin, std::min(n, begin + kReduceBlock));
+    }
+  });
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
 }
 
 void check_rtd_args(const at::Tensor& logits, const at::Tensor& labels,
@@ -94,32 +183,23 @@ std::tuple<at::Tensor, at::Tensor> rtd_loss_fwd(const at::Tensor& logits, const 
     const float* w = weight.has_value() ? weight->data_ptr<float>() : nullptr;
     scalar_t* lo = loss_none.defined() ? loss_none.data_ptr<scalar_t>() : nullptr;
     scalar_t* go = grad.defined() ? grad.data_ptr<scalar_t>() : nullptr;
-    total = deterministic_sum(n, [&](int64_t begin, int64_t end) {
+    total = blockwise_sum(n, [&](int64_t begin, int64_t end) {
       const int64_t len = end - begin;
-      float xb[kReduceBlock], lb[kReduceBlock], gb[kReduceBlock];
-      const float* xf;
       if constexpr (std::is_same_v<scalar_t, float>) {
-        xf = reinterpret_cast<const float*>(x + begin);
+        // (the casts are no-ops; they only let the half instantiations of this lambda compile)
+        return rtd_block(reinterpret_cast<const float*>(x) + begin, y + begin, m ? m + begin : nullptr,
+                         w ? w + begin : nullptr, len, grad_scale, lo ? reinterpret_cast<float*>(lo) + begin : nullptr,
+                         go ? reinterpret_cast<float*>(go) + begin : nullptr);
       } else {
+        // half inputs: widen a block to float, run the float kernel, narrow the outputs
+        float xb[kReduceBlock], lb[kReduceBlock], gb[kReduceBlock];
         for (int64_t i = 0; i < len; ++i) xb[i] = static_cast<float>(x[begin + i]);
-        xf = xb;
-      }
-      float* lf = nullptr;
-      float* gf = nullptr;
-      if constexpr (std::is_same_v<scalar_t, float>) {
-        lf = lo ? reinterpret_cast<float*>(lo + begin) : nullptr;
-        gf = go ? reinterpret_cast<float*>(go + begin) : nullptr;
-      } else {
-        lf = lo ? lb : nullptr;
-        gf = go ? gb : nullptr;
-      }
-      const double s = rtd_block(xf, y + begin, m ? m + begin : nullptr, w ? w + begin : nullptr, len,
-                                 grad_scale, lf, gf);
-      if constexpr (!std::is_same_v<scalar_t, float>) {
+        const double s = rtd_block(xb, y + begin, m ? m + begin : nullptr, w ? w + begin : nullptr, len,
+                                   grad_scale, lo ? lb : nullptr, go ? gb : nullptr);
         for (int64_t i = 0; lo && i < len; ++i) lo[begin + i] = static_cast<scalar_t>(lb[i]);
         for (int64_t i = 0; go && i < len; ++i) go[begin + i] = static_cast<scalar_t>(gb[i]);
+        return s;
       }
-      return s;
     });
   });
 

@@ -4,23 +4,41 @@
 //   loss(x, y) = max(x, 0) - x*y + log1p(exp(-|x|))     (= BCE(sigmoid(x), y), stable for any |x|)
 //   dloss/dx   = sigmoid(x) - y
 // Both come from one e = exp(-|x|): sigmoid(x) = 1/(1+e) for x >= 0 and e/(1+e) otherwise.
-// Branch-free selects so the CPU loops vectorise.
+// Value selects only, so the same code runs on float vectors in the CPU kernel.
 #pragma once
 #include "electra_fast/macros.h"
+
+// The templates must inline on the CPU: an out-of-line copy of a float-vector instantiation is built
+// for the baseline target and has another vector calling convention than an AVX2 caller.
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define EF_BCE_INLINE EF_INLINE
+#else
+#define EF_BCE_INLINE __attribute__((always_inline)) inline
+#endif
 
 namespace electra_fast {
 
 // Reductions of the RTD loss, in the order of the `reduction` integer the raw kernels take.
 enum Reduction : int64_t { kReductionNone = 0, kReductionSum = 1, kReductionMean = 2 };
 
-EF_HOST_DEVICE EF_INLINE float bce_loss_from_exp(float x, float y, float e) {
-  const float relu = x > 0.f ? x : 0.f;
-  return relu - x * y + log1pf(e);
+// The loss given log1p(e). Templates over the value type: float on the GPU and in scalar code, a GCC
+// vector of floats in the CPU kernel (its own SIMD exp/log1p supply e and log1p(e)); written with
+// value selects only (T{} is 0), which both kinds of T support.
+template <typename T>
+EF_HOST_DEVICE EF_BCE_INLINE T bce_loss_from_log1p(T x, T y, T log1p_e) {
+  const T relu = x > T{} ? x : T{};
+  return relu - x * y + log1p_e;
 }
 
-EF_HOST_DEVICE EF_INLINE float bce_grad_from_exp(float x, float y, float e) {
-  const float inv = 1.f / (1.f + e);
-  const float sig = x >= 0.f ? inv : e * inv;
+EF_HOST_DEVICE EF_INLINE float bce_loss_from_exp(float x, float y, float e) {
+  return bce_loss_from_log1p(x, y, log1pf(e));
+}
+
+template <typename T>
+EF_HOST_DEVICE EF_BCE_INLINE T bce_grad_from_exp(T x, T y, T e) {
+  const T inv = 1.f / (1.f + e);
+  const T e_inv = e * inv;
+  const T sig = x >= T{} ? inv : e_inv;
   return sig - y;
 }
 
