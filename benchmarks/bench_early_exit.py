@@ -133,7 +133,8 @@ def main(argv=None):
         r["note"] = "; ".join(notes)
     print_table(rows, ["op", "impl", "shape", "active", "ms", "p10_ms", "ratio_vs_floor", "ratio_vs_bool_index",
                        "ratio_vs_compile", "ratio_vs_eager", "p10_ratio_vs_floor", "p10_ratio_vs_bool_index"])
-    for path in write_results("early_exit" if not args.quick else "early_exit_quick", rows, args.out):
+    name = "early_exit" + ("_quick" if args.quick else "") + (f"_{args.threads}thread" if args.threads else "")
+    for path in write_results(name, rows, args.out):
         print(f"wrote {path}")
 
 
