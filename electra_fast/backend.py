@@ -8,7 +8,7 @@ Backends (public names):
 
 Choice, first match wins: the innermost `use(name)` context, then the ELECTRA_FAST_BACKEND
 environment variable, then the best for the tensors' device (CUDA: cuda > triton > reference;
-CPU: cpp > reference). Asking for a backend that is not available, or that cannot run on the tensors'
+CPU: cpp > reference > triton under the interpreter). Asking for a backend that is not available, or that cannot run on the tensors'
 device, raises a ValueError naming the ones that can.
 """
 from __future__ import annotations
@@ -67,7 +67,13 @@ def _usable(name: str, device_type: Optional[str]) -> bool:
 def available(device: Optional[torch.device | str] = None) -> List[str]:
     """The backends usable here (on `device`'s type when given), best first for that device."""
     device_type = None if device is None else torch.device(device).type
-    order = ("cuda", "triton", "cpp", "reference") if device_type == "cuda" else ("cpp", "cuda", "triton", "reference")
+    if device_type == "cuda":
+        order = ("cuda", "triton", "cpp", "reference")
+    elif device_type == "cpu":
+        # the Triton interpreter is for tests: slower than the reference, so listed (and chosen) last
+        order = ("cpp", "reference", "triton")
+    else:
+        order = ("cpp", "cuda", "triton", "reference")
     return [name for name in order if _usable(name, device_type)]
 
 
