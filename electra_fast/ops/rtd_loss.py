@@ -23,6 +23,7 @@ import torch
 from .. import backend
 from .._validation import check_same_device, check_same_shape, check_tensor
 from ..reference import rtd_loss as reference
+from ._eager import plain_eager
 
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -36,11 +37,9 @@ def _kernel_backend(logits: torch.Tensor) -> str:
     return "reference" if logits.dtype == torch.float64 else name
 
 
-@torch.library.custom_op("electra_fast::rtd_loss", mutates_args=())
-def rtd_loss_op(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor],
-                weight: Optional[torch.Tensor], reduction: int, compute_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(loss, grad): grad = d loss / d logits for an upstream gradient of 1 (empty unless compute_grad).
-    labels and mask are uint8 0/1, weight float32, all contiguous and of the logits' shape."""
+def _rtd_loss_impl(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor],
+                   weight: Optional[torch.Tensor], reduction: int, compute_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(loss, grad) on the selected backend: the body of the custom op and of its eager fast path."""
     name = _kernel_backend(logits)
     if name in ("cpp", "cuda"):
         loss, grad = torch.ops.electra_fast_C.rtd_loss_fwd(logits, labels, mask, weight, reduction, compute_grad)
@@ -52,6 +51,14 @@ def rtd_loss_op(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch
         loss, grad = reference.rtd_loss_and_grad(
             logits, labels, mask, weight, list(REDUCTIONS)[reduction], compute_grad)
     return loss.to(logits.dtype), grad
+
+
+@torch.library.custom_op("electra_fast::rtd_loss", mutates_args=())
+def rtd_loss_op(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor],
+                weight: Optional[torch.Tensor], reduction: int, compute_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(loss, grad): grad = d loss / d logits for an upstream gradient of 1 (empty unless compute_grad).
+    labels and mask are uint8 0/1, weight float32, all contiguous and of the logits' shape."""
+    return _rtd_loss_impl(logits, labels, mask, weight, reduction, compute_grad)
 
 
 @rtd_loss_op.register_fake
@@ -79,6 +86,21 @@ def _backward(ctx, grad_loss, _grad_of_grad):
 
 
 rtd_loss_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _RTDLossEager(torch.autograd.Function):
+    """The eager fast path of electra_fast::rtd_loss (see ops/_eager.py): same kernels, same backward."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, mask, weight, reduction, compute_grad):
+        loss, grad = _rtd_loss_impl(logits, labels, mask, weight, reduction, compute_grad)
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad,) = ctx.saved_tensors
+        return grad_loss * grad, None, None, None, None, None
 
 
 @torch.library.custom_op("electra_fast::rtd_counts", mutates_args=())
@@ -154,6 +176,10 @@ def rtd_loss(logits: torch.Tensor, labels: torch.Tensor, attention_mask: Optiona
         raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
     x, y, m, w = _prepare(logits, labels, attention_mask, weight)
     compute_grad = torch.is_grad_enabled() and logits.requires_grad
+    if plain_eager(x, y, m, w):
+        if compute_grad:
+            return _RTDLossEager.apply(x, y, m, w, REDUCTIONS[reduction], True)
+        return _rtd_loss_impl(x, y, m, w, REDUCTIONS[reduction], False)[0]
     loss, _ = rtd_loss_op(x, y, m, w, REDUCTIONS[reduction], compute_grad)
     return loss
 

@@ -367,3 +367,24 @@ def test_bad_input():
     for fn, exc, message in cases:
         with pytest.raises(exc, match=message):
             fn()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_eager_fast_path_equals_custom_op_bit_for_bit(reduction):
+    # plain eager calls skip the dispatcher (ops/_eager.py); both paths must run the same kernels
+    from electra_fast.ops import rtd_loss as op_module
+
+    logits = torch.randn(5, 37, dtype=torch.float32)
+    labels = torch.rand(5, 37) > 0.7
+    mask = torch.rand(5, 37) > 0.2
+    upstream = torch.randn(5, 37) if reduction == "none" else torch.tensor(1.7)
+    x1 = logits.clone().requires_grad_(True)
+    loss_fast = F.rtd_loss(x1, labels, mask, reduction=reduction)
+    loss_fast.backward(upstream)
+    x2 = logits.clone().requires_grad_(True)
+    x, y, m, w = op_module._prepare(x2, labels, mask)
+    loss_op, _ = op_module.rtd_loss_op(x, y, m, w, op_module.REDUCTIONS[reduction], True)
+    loss_op.backward(upstream)
+    assert torch.equal(loss_fast, loss_op)
+    assert torch.equal(x1.grad, x2.grad)
+    assert loss_fast.grad_fn is not None and "RTDLossEager" in type(loss_fast.grad_fn).__name__
