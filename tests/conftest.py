@@ -36,3 +36,13 @@ def gpu_backends():
 @pytest.fixture(autouse=True)
 def _seed_torch():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def on(request):
+    """Run the test body on the (device, backend) pair it is parametrised with (tests.helpers.over_pairs)."""
+    device, name = request.param
+    if name not in backend.available(device):
+        pytest.skip(f"{name} is not available for {device} tensors here")
+    with backend.use(name):
+        yield device, name

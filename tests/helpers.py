@@ -1,4 +1,5 @@
 """Shared test utilities."""
+import pytest
 import torch
 
 from electra_fast import backend
@@ -23,3 +24,15 @@ def tolerances(dtype):
     if dtype == torch.bfloat16:
         return 1.6e-2, 1e-2
     return 1e-5, 1e-6
+
+
+# Every (device, backend) pair an op test runs on: the CPU backends here, and the CUDA ones as the GPU tier.
+CPU_PAIRS = [p for p in device_backends() if p[0] == "cpu"]
+GPU_PAIRS = [pytest.param(("cuda", name), marks=pytest.mark.gpu, id=f"cuda-{name}")
+             for name in ("cuda", "triton", "reference")]
+PAIRS = [pytest.param(p, id=pair_id(p)) for p in CPU_PAIRS] + GPU_PAIRS
+
+
+def over_pairs(argname="on"):
+    """Parametrise a test over PAIRS through the `on` fixture (tests/conftest.py)."""
+    return pytest.mark.parametrize(argname, PAIRS, indirect=True)

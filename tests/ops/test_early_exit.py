@@ -13,27 +13,10 @@ from electra_fast import backend
 from electra_fast import functional as F
 from electra_fast.ops import early_exit as ops
 from electra_fast.reference import early_exit as reference
-from tests.helpers import device_backends, pair_id
+from tests.helpers import CPU_PAIRS, over_pairs
 
-CPU_PAIRS = [p for p in device_backends() if p[0] == "cpu"]
-GPU_PAIRS = [pytest.param(("cuda", name), marks=pytest.mark.gpu, id=f"cuda-{name}")
-             for name in ("cuda", "triton", "reference")]
-PAIRS = [pytest.param(p, id=pair_id(p)) for p in CPU_PAIRS] + GPU_PAIRS
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
-
-@pytest.fixture
-def on(request):
-    """Run the test body on the (device, backend) pair it is parametrised with."""
-    device, name = request.param
-    if name not in backend.available(device):
-        pytest.skip(f"{name} is not available for {device} tensors here")
-    with backend.use(name):
-        yield device, name
-
-
-def _pairs(argname="on"):
-    return pytest.mark.parametrize(argname, PAIRS, indirect=True)
 
 
 def _mask(shape, pattern, seed=0):
@@ -59,7 +42,7 @@ SHAPES = [(4, 7, 5), (3, 33, 13), (5, 1, 8), (2, 300, 3)]  # odd H, one-token ro
 
 
 # ------------------------------------------------------------------------------------------ exit_mask
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("dtype", DTYPES + (torch.float64,))
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.9, 0.999, 1.0])
 def test_exit_mask_matches_reference_and_formula(on, dtype, threshold):
@@ -84,7 +67,7 @@ def test_exit_mask_matches_reference_and_formula(on, dtype, threshold):
     assert torch.equal(kept_t, kept)
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_exit_mask_exactly_at_threshold(on, dtype):
     device, _ = on
@@ -107,7 +90,7 @@ def test_exit_mask_exactly_at_threshold(on, dtype):
     assert out.tolist() == [[True, True, False]]
 
 
-@_pairs()
+@over_pairs()
 def test_exit_mask_edges(on):
     device, _ = on
     x = torch.tensor([[0.0, -0.0, 1e-30, 30.0, float("inf"), -float("inf")]], device=device)
@@ -135,7 +118,7 @@ def _assert_packed_equal(packed, ref):
     assert packed.max_seqlen == max_seqlen and isinstance(packed.max_seqlen, int)
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("pattern", ["mixed", "all", "none"])
 def test_gather_scatter_match_reference(on, shape, pattern):
@@ -162,7 +145,7 @@ def test_gather_scatter_match_reference(on, shape, pattern):
     assert torch.equal(out[~active], hidden[~active])
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("dtype", DTYPES + (torch.float64,))
 def test_dtypes_and_separate_gradients(on, dtype):
     device, _ = on
@@ -189,7 +172,7 @@ def test_dtypes_and_separate_gradients(on, dtype):
     assert not g_hidden[~active].any()
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("shape", [(4, 7, 5), (3, 33, 13), (5, 1, 8)], ids=lambda s: "x".join(map(str, s)))
 def test_pad_packed_and_unpad(on, shape):
     device, _ = on
@@ -208,7 +191,7 @@ def test_pad_packed_and_unpad(on, shape):
     assert torch.equal(hidden.grad, torch.where(active[..., None], 3.0, 0.0).expand(shape))
 
 
-@_pairs()
+@over_pairs()
 def test_nested_exits_compose(on):
     """gather -> layer -> exit -> gather again -> layer -> scatter -> scatter, vs the reference pipeline."""
     device, _ = on
@@ -258,7 +241,7 @@ def test_nested_exits_compose(on):
     assert torch.equal(full, expected)
 
 
-@_pairs()
+@over_pairs()
 def test_empty_batches(on):
     device, _ = on
     for shape in [(0, 5, 3), (3, 0, 3), (2, 4, 0)]:
@@ -273,7 +256,7 @@ def test_empty_batches(on):
         assert padded.shape == (shape[0], packed.max_seqlen, shape[2])
 
 
-@_pairs()
+@over_pairs()
 def test_non_contiguous_inputs(on):
     device, _ = on
     base = _hidden((5, 9, 8), torch.float32, device)
@@ -286,7 +269,7 @@ def test_non_contiguous_inputs(on):
 
 
 # --------------------------------------------------------------------------------- autograd checks
-@_pairs()
+@over_pairs()
 def test_gradcheck_float64(on):
     device, name = on
     hidden = _hidden((3, 4, 2), torch.float64, device).requires_grad_(True)
@@ -304,7 +287,7 @@ def test_gradcheck_float64(on):
     assert torch.autograd.gradcheck(lambda p: F.unpad(p, packed), (padded,))
 
 
-@_pairs()
+@over_pairs()
 def test_opcheck(on):
     device, _ = on
     src = _hidden((12, 5), torch.float32, device)
@@ -327,7 +310,7 @@ def test_opcheck(on):
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
 
 
-@_pairs()
+@over_pairs()
 def test_torch_compile_fullgraph_dynamic_tokens(on):
     device, name = on
     torch._dynamo.reset()

@@ -9,27 +9,11 @@ from electra_fast import backend, samplers
 from electra_fast import functional as F
 from electra_fast.ops import replace as ops
 from electra_fast.reference import replace as reference
-from tests.helpers import device_backends, pair_id
+from tests.helpers import over_pairs
 
-CPU_PAIRS = [p for p in device_backends() if p[0] == "cpu"]
-GPU_PAIRS = [pytest.param(("cuda", name), marks=pytest.mark.gpu, id=f"cuda-{name}")
-             for name in ("cuda", "triton", "reference")]
-PAIRS = [pytest.param(p, id=pair_id(p)) for p in CPU_PAIRS] + GPU_PAIRS
 CLS, SEP, MASK, PAD = 1, 2, 4, 0
 SPECIALS = (CLS, SEP, PAD)
 
-
-@pytest.fixture
-def on(request):
-    device, name = request.param
-    if name not in backend.available(device):
-        pytest.skip(f"{name} is not available for {device} tensors here")
-    with backend.use(name):
-        yield device, name
-
-
-def _pairs(argname="on"):
-    return pytest.mark.parametrize(argname, PAIRS, indirect=True)
 
 
 def _batch(b, t, *, vocab=50, device="cpu", dtype=torch.int64, seed=0):
@@ -54,7 +38,7 @@ def _logits(m, v, *, device="cpu", dtype=torch.float32, seed=0, scale=2.0):
 
 # --- mask_tokens -----------------------------------------------------------------------------------
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("shape", [(5, 37), (1, 1), (3, 128)])
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
 def test_mask_tokens_matches_reference(on, shape, dtype):
@@ -69,7 +53,7 @@ def test_mask_tokens_matches_reference(on, shape, dtype):
     assert torch.equal(no_mask[1], reference.mask_tokens(ids, None, **kw)[1])
 
 
-@_pairs()
+@over_pairs()
 def test_mask_tokens_contract(on):
     device, name = on
     b, t = (6, 40) if name == "triton" else (64, 100)
@@ -106,7 +90,7 @@ def test_mask_tokens_rate_split_and_uniformity():
     assert ((biased - expected) ** 2 / expected).sum().item() > stats.chi2.ppf(0.9999, t - 1)
 
 
-@_pairs()
+@over_pairs()
 def test_mask_tokens_seed_and_offset_change_the_draw(on):
     device, _ = on
     ids, am = _batch(4, 64, device=device)
@@ -124,7 +108,7 @@ def _masked_batch(device, b=4, t=30, vocab=50, seed=0, dtype=torch.int64):
     return ids, is_masked
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
 @pytest.mark.parametrize("disallow", [False, True])
@@ -145,7 +129,7 @@ def test_sample_replace_matches_reference(on, dtype, temperature, disallow):
         assert got[1][is_masked].all()
 
 
-@_pairs()
+@over_pairs()
 def test_sample_replace_int32_ids_and_many_blocks(on):
     device, name = on
     vocab = 5000 if name != "triton" else 2100  # spans several CPU chunks / two Triton blocks
@@ -188,7 +172,7 @@ def test_sample_replace_distribution(name):
     assert (((biased - p * draws) ** 2)[p > 0] / (p * draws)[p > 0]).sum().item() > limit
 
 
-@_pairs()
+@over_pairs()
 def test_sample_replace_greedy_is_argmax(on):
     device, _ = on
     ids, is_masked = _masked_batch(device, vocab=64)
@@ -198,7 +182,7 @@ def test_sample_replace_greedy_is_argmax(on):
     assert torch.equal(out[is_masked], logits.argmax(1).to(out.dtype))
 
 
-@_pairs()
+@over_pairs()
 def test_sample_replace_edge_cases(on):
     device, _ = on
     ids, is_masked = _masked_batch(device, vocab=50)
@@ -222,7 +206,7 @@ def test_sample_replace_edge_cases(on):
     assert (out[is_masked] == 17).all()
 
 
-@_pairs()
+@over_pairs()
 def test_sample_replace_errors_detected_in_kernel(on):
     device, _ = on
     ids, is_masked = _masked_batch(device, vocab=50)
@@ -249,7 +233,7 @@ def test_sample_replace_errors_detected_in_kernel(on):
     assert out[is_masked][2] == ids[is_masked][2] and not rep[is_masked][2]
 
 
-@_pairs()
+@over_pairs()
 def test_sample_replace_bad_input(on):
     device, _ = on
     ids, is_masked = _masked_batch(device, vocab=50)
@@ -306,7 +290,7 @@ def _samplers(vocab):
             samplers.ClusterSampler.from_frequencies(counts + 1, num_clusters=6, exclude_ids=SPECIALS)]
 
 
-@_pairs()
+@over_pairs()
 def test_statistical_replace_matches_reference(on):
     device, _ = on
     ids, am = _batch(5, 33, vocab=60, device=device)
@@ -336,7 +320,7 @@ def test_statistical_replace_bad_input():
 
 # --- opcheck and torch.compile -------------------------------------------------------------------------
 
-@_pairs()
+@over_pairs()
 def test_opcheck(on):
     device, _ = on
     ids, am = _batch(3, 20, device=device)
@@ -349,7 +333,7 @@ def test_opcheck(on):
     torch.library.opcheck(ops.statistical_fill_op, (ids, is_masked, *tables, 1, 0))
 
 
-@_pairs()
+@over_pairs()
 def test_torch_compile_fullgraph(on):
     device, name = on
     if name == "reference":

@@ -10,28 +10,11 @@ from electra_fast import functional as F
 from electra_fast.ops import rtd_loss as ops
 from electra_fast.profiling import measure_peak_memory
 from electra_fast.reference import rtd_loss as reference
-from tests.helpers import device_backends, pair_id, tolerances
+from tests.helpers import over_pairs, tolerances
 
-CPU_PAIRS = [p for p in device_backends() if p[0] == "cpu"]
-GPU_PAIRS = [pytest.param(("cuda", name), marks=pytest.mark.gpu, id=f"cuda-{name}")
-             for name in ("cuda", "triton", "reference")]
-PAIRS = [pytest.param(p, id=pair_id(p)) for p in CPU_PAIRS] + GPU_PAIRS
 REDUCTIONS = ("none", "sum", "mean")
 HALF = (torch.float16, torch.bfloat16)
 
-
-@pytest.fixture
-def on(request):
-    """Run the test body on the (device, backend) pair it is parametrised with."""
-    device, name = request.param
-    if name not in backend.available(device):
-        pytest.skip(f"{name} is not available for {device} tensors here")
-    with backend.use(name):
-        yield device, name
-
-
-def _pairs(argname="on"):
-    return pytest.mark.parametrize(argname, PAIRS, indirect=True)
 
 
 def _make(shape, *, device="cpu", dtype=torch.float32, pad="random", weight=False, scale=3.0, seed=0):
@@ -94,7 +77,7 @@ def _assert_close(got, expected, dtype, what):
 SHAPES = [(1, 1), (3, 7), (5, 1031), (2, 4099)]  # 1x1, odd, > one 1024 block, > one 4096 block
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weight", [False, True], ids=["unweighted", "weighted"])
@@ -124,7 +107,7 @@ def _bce_oracle_fn(x, y, m, weight=None, reduction="mean"):
     return _bce_oracle(x, y, m, weight, reduction)
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("dtype", HALF, ids=["fp16", "bf16"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_half_inputs(on, dtype, reduction):
@@ -140,7 +123,7 @@ def test_half_inputs(on, dtype, reduction):
     _assert_close(grad, oracle_grad, dtype, "grad")
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_all_pad_rows(on, reduction):
     device, _ = on
@@ -153,7 +136,7 @@ def test_all_pad_rows(on, reduction):
     assert bool((grad[::2] == 0).all())
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape", [(4, 9), (0, 5)], ids=["all-pad", "empty"])
 def test_all_pad_batch_is_zero(on, reduction, shape):
@@ -167,7 +150,7 @@ def test_all_pad_batch_is_zero(on, reduction, shape):
     assert grad.shape == shape
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("dtype", (torch.float32,) + HALF, ids=["fp32", "fp16", "bf16"])
 def test_extreme_logits_finite(on, dtype):
     device, _ = on
@@ -186,7 +169,7 @@ LABEL_DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int32, torch.int64, t
                 torch.float32, torch.float64]
 
 
-@_pairs()
+@over_pairs()
 def test_label_and_mask_encodings(on):
     device, _ = on
     x, y, m, _ = _make((3, 17), device=device)
@@ -199,7 +182,7 @@ def test_label_and_mask_encodings(on):
         assert torch.equal(got, expected), mask_dtype
 
 
-@_pairs()
+@over_pairs()
 def test_non_contiguous_inputs(on):
     device, _ = on
     x, y, m, w = _make((19, 6), device=device, weight=True)
@@ -212,7 +195,7 @@ def test_non_contiguous_inputs(on):
     _assert_close(grad, oracle_grad, torch.float32, "grad")
 
 
-@_pairs()
+@over_pairs()
 def test_no_grad_paths(on):
     device, _ = on
     x, y, m, _ = _make((3, 11), device=device)
@@ -222,7 +205,7 @@ def test_no_grad_paths(on):
         _assert_close(F.rtd_loss(x.requires_grad_(), y, m), expected, torch.float32, "no_grad")
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("pad", [None, "random", "all"])
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16), ids=["fp32", "bf16"])
 def test_metrics(on, pad, dtype):
@@ -256,7 +239,7 @@ def _raw_args(device, reduction, compute_grad, with_mask=True, with_weight=True,
             compute_grad)
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_opcheck_rtd_loss(on, reduction):
     device, _ = on
@@ -265,7 +248,7 @@ def test_opcheck_rtd_loss(on, reduction):
     torch.library.opcheck(ops.rtd_loss_op, _raw_args(device, reduction, True, dtype=torch.bfloat16))
 
 
-@_pairs()
+@over_pairs()
 def test_opcheck_rtd_counts(on):
     device, _ = on
     x, y, m, _ = _raw_args(device, "sum", False)[:4]
@@ -273,7 +256,7 @@ def test_opcheck_rtd_counts(on):
     torch.library.opcheck(ops.rtd_counts_op, (x, y, None))
 
 
-@_pairs()
+@over_pairs()
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_torch_compile_fullgraph(on, reduction):
     device, _ = on
