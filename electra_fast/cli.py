@@ -103,6 +103,21 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- bench
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    from .bench import add_arguments
+
+    add_arguments(p)
+
+
+@command("bench", help="run the benchmark suite (ops, training step, FLOPs, quality, roofline) from a source checkout")
+@_arguments(_bench_arguments)
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    return run(args)
+
+
 # --------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="electra-fast", description="electra_fast command line")

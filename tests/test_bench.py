@@ -268,3 +268,12 @@ def test_quality_equal_budget_tiny_plan():
         assert r["flops_spent"] >= budget and 0 <= r["heldout_rtd_accuracy"] <= 1
     assert summary["uniform"]["steps"] > summary["baseline"]["steps"]  # no generator: more steps per FLOP
     assert summary["baseline"]["probe_delta_pts"] == 0
+
+
+def test_cli_bench_subcommand_runs_the_suite(tmp_path):
+    pytest.importorskip("matplotlib")
+    from electra_fast import cli
+
+    out = tmp_path / "cli_out"
+    assert cli.main(["bench", "--sections", "roofline", "--out", str(out)]) == 0
+    assert (out / "roofline.json").is_file()

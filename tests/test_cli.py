@@ -45,7 +45,7 @@ def test_help_lists_subcommands(capsys):
         cli.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "pretrain" in out and "env" in out
+    assert "pretrain" in out and "env" in out and "bench" in out
     with pytest.raises(SystemExit) as e:
         cli.main([])
     assert e.value.code == 2
