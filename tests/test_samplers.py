@@ -1,7 +1,6 @@
 """The statistical generators of electra_fast.samplers: their draw distributions (chi-square tests that a
 wrong distribution, an off-by-one id or a biased RNG fail), exclusions, C-RTS count updates (also through
 torch.distributed), frequency clusters, device moves and checkpoints."""
-import os
 
 import pytest
 import torch
