@@ -93,17 +93,6 @@ def time_fn(fn: Callable[..., object], *, setup: Optional[Callable[[], object]] 
 
 
 # ----------------------------------------------------------------------------------------- machine info
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
@@ -126,15 +115,13 @@ def _triton_version() -> str:
 
 def machine_info() -> Dict[str, str]:
     """Where and with what a result was measured, as a flat dict of strings (goes into every row)."""
-    try:
-        import electra_fast
+    import electra_fast
+    from electra_fast.env import cpu_model
 
-        ef_version = electra_fast.__version__
-    except ImportError:
-        ef_version = "not importable"
+    ef_version = electra_fast.__version__
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
         "gpu": gpu,

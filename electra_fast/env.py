@@ -18,7 +18,8 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -35,7 +36,7 @@ def report() -> dict:
         "electra_fast": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": f"{_cpu_model()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})",
+        "cpu": f"{cpu_model()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})",
         "torch": torch.__version__,
         "torch CUDA": str(torch.version.cuda),
         "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
