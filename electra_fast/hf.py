@@ -125,6 +125,11 @@ def _embeddings_from_hf(state: Dict[str, torch.Tensor], embeddings) -> None:
             target.copy_(state[f"electra.embeddings.{name}"])
 
 
+def _load_prefixed(module, state: Dict[str, torch.Tensor], prefix: str) -> None:
+    """Every parameter `name` of `module` from state[prefix + name] (a KeyError names a missing one)."""
+    module.load_state_dict({name: state[prefix + name] for name in module.state_dict()})
+
+
 def _load_exact(module, state: Dict[str, torch.Tensor]) -> None:
     state = {k: v.detach().clone() for k, v in state.items()}
     missing, unexpected = module.load_state_dict(state, strict=False)
@@ -211,21 +216,16 @@ def from_hf(discriminator, generator=None, *, embedding_sharing: Optional[str] =
     d = model.discriminator
     _embeddings_from_hf(d_state, d.embeddings)
     _encoder_from_hf(d_state, d.encoder, config.num_hidden_layers)
-    with torch.no_grad():
-        d.head.dense.weight.copy_(d_state["discriminator_predictions.dense.weight"])
-        d.head.dense.bias.copy_(d_state["discriminator_predictions.dense.bias"])
-        d.head.dense_prediction.weight.copy_(d_state["discriminator_predictions.dense_prediction.weight"])
-        d.head.dense_prediction.bias.copy_(d_state["discriminator_predictions.dense_prediction.bias"])
+    _load_prefixed(d.head.dense, d_state, "discriminator_predictions.dense.")
+    _load_prefixed(d.head.dense_prediction, d_state, "discriminator_predictions.dense_prediction.")
     if g_state is not None and model.generator is not None:
         g = model.generator
         if embedding_sharing == "none":
             _embeddings_from_hf(g_state, g.embeddings)
         _encoder_from_hf(g_state, g.encoder, config.gen_num_hidden_layers)
+        _load_prefixed(g.prediction.dense, g_state, "generator_predictions.dense.")
+        _load_prefixed(g.prediction.LayerNorm, g_state, "generator_predictions.LayerNorm.")
         with torch.no_grad():
-            g.prediction.dense.weight.copy_(g_state["generator_predictions.dense.weight"])
-            g.prediction.dense.bias.copy_(g_state["generator_predictions.dense.bias"])
-            g.prediction.LayerNorm.weight.copy_(g_state["generator_predictions.LayerNorm.weight"])
-            g.prediction.LayerNorm.bias.copy_(g_state["generator_predictions.LayerNorm.bias"])
             g.output_bias.copy_(g_state["generator_lm_head.bias"])
     return model.to(next(discriminator.parameters()).device)
 
