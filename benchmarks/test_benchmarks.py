@@ -2,8 +2,8 @@
 
 Each op at its issue's benchmark shape, ours (the public functional API, best backend here) against the
 eager baseline the op replaces, in one pytest-benchmark group per op so the comparison table puts them
-side by side. An op not in this checkout yet is skipped. The full figures (torch.compile, floors, peak
-memory, fp32/bf16) come from the bench_<op>.py scripts and run_all.py.
+side by side. The full figures (torch.compile, floors, peak memory, fp32/bf16) come from the bench_<op>.py
+scripts and run_all.py.
 """
 import pytest
 import torch
@@ -13,11 +13,6 @@ pytest.importorskip("pytest_benchmark")
 EF = pytest.importorskip("electra_fast.functional")
 
 IMPLS = ("ours", "eager")
-
-
-def need(name):
-    if not hasattr(EF, name):
-        pytest.skip(f"electra_fast.functional.{name} is not in this checkout")
 
 
 def run(benchmark, fn, rounds=5):
@@ -31,7 +26,6 @@ def dense_gumbel(logits):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_rtd_loss_fwd_bwd_128x512(benchmark, impl):
-    need("rtd_loss")
     benchmark.group = "rtd_loss 128x512 fwd+bwd"
     x = torch.randn(128, 512, requires_grad=True)
     y = torch.rand(128, 512) < 0.15
@@ -49,7 +43,6 @@ def test_rtd_loss_fwd_bwd_128x512(benchmark, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_sample_replace_small(benchmark, impl):
-    need("sample_replace")
     benchmark.group = "sample_replace M=2458 V=30522"
     v, b, t, m = 30522, 128, 128, 2458
     input_ids = torch.randint(5, v, (b, t))
@@ -70,7 +63,6 @@ def test_sample_replace_small(benchmark, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_generator_head_small(benchmark, impl):
-    need("generator_head")
     benchmark.group = "generator_head M=2458 E=128 V=30522 fwd+bwd+sample"
     m, e, v = 2458, 128, 30522
     hidden = torch.randn(m, e, requires_grad=True)
@@ -93,7 +85,6 @@ def test_generator_head_small(benchmark, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_early_exit_gather_scatter_128x128x256(benchmark, impl):
-    need("gather_tokens")
     benchmark.group = "early_exit gather+scatter 128x128x256 50% active"
     hidden = torch.randn(128, 128, 256)
     active = torch.rand(128, 128) < 0.5

@@ -36,7 +36,3 @@ def check_same_shape(t: torch.Tensor, name: str, ref: torch.Tensor, ref_name: st
 def check_same_device(t: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str) -> None:
     if t.device != ref.device:
         raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; put them on one device")
-
-
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
