@@ -36,11 +36,11 @@ import torch
 from torch import nn
 
 from . import data as D
+from .training.checkpoint import CHECKPOINT, CheckpointMeta, load_checkpoint, save_checkpoint
 
 SHARD_BITS = 20
 EVAL_SEED = 0x5EED
 EVAL_OFFSET = 2**61
-CHECKPOINT = "checkpoint.safetensors"
 
 
 @dataclasses.dataclass
@@ -172,98 +172,6 @@ def init_distributed(device: Optional[str]) -> Dist:
     return dist
 
 
-# ---------------------------------------------------------------------------------------- checkpoints
-def _tensors_for_file(prefix: str, state: dict) -> dict:
-    """Flatten a nested dict of tensors to `prefix.a.b` keys, cloning tensors that share storage (tied
-    weights), since safetensors stores each buffer once."""
-    out, seen = {}, set()
-
-    def visit(key, value):
-        if isinstance(value, dict):
-            for k, v in value.items():
-                visit(f"{key}.{k}", v)
-        elif isinstance(value, torch.Tensor):
-            t = value.detach().cpu()
-            ptr = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
-            t = t.clone() if ptr in seen else t
-            seen.add(ptr)
-            out[key] = t.contiguous()
-        else:
-            raise TypeError(f"checkpoint: {key} is a {type(value).__name__}, not a tensor")
-
-    visit(prefix, state)
-    return out
-
-
-def _unflatten(prefix: str, tensors: dict) -> dict:
-    out: dict = {}
-    for key, value in tensors.items():
-        if not key.startswith(prefix + "."):
-            continue
-        parts = key[len(prefix) + 1:].split(".")
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
-
-
-def save_checkpoint(path: pathlib.Path, *, model_state: dict, optim_state: dict, meta: dict) -> None:
-    """Write everything to `path` atomically: a temp file in the same directory, fsync, rename.
-
-    A module's extra state (`*._extra_state`, e.g. ElectraForPretraining's sampler counts) is a dict of
-    tensors or None; it is stored under `extra.<name>` and its presence recorded in the metadata."""
-    from safetensors.torch import save_file
-
-    extras = {k: v for k, v in model_state.items() if k.endswith("_extra_state")}
-    tensors = _tensors_for_file("model", {k: v for k, v in model_state.items() if k not in extras})
-    for key, value in extras.items():
-        if value is not None:
-            tensors.update(_tensors_for_file(f"extra.{key.replace('.', '/')}", value))
-    tensors.update(_tensors_for_file("optim", {"state": _escape(optim_state["state"])}))
-    meta = dict(meta, optim_param_groups=optim_state["param_groups"],
-                extra_states={k: v is not None for k, v in extras.items()})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"electra_fast": json.dumps(meta)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: pathlib.Path) -> tuple[dict, dict, dict]:
-    """(model_state, optim_state, meta) as written by save_checkpoint."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["electra_fast"])
-    tensors = load_file(str(path))
-    optim = {"state": _unescape(_unflatten("optim", tensors).get("state", {})),
-             "param_groups": meta.pop("optim_param_groups")}
-    model = _unflatten_flat("model", tensors)
-    for key, present in meta.pop("extra_states").items():
-        model[key] = _unflatten(f"extra.{key.replace('.', '/')}", tensors) if present else None
-    return model, optim, meta
-
-
-def _unflatten_flat(prefix: str, tensors: dict) -> dict:
-    """A module state dict keeps its dotted names: strip the prefix only."""
-    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
-
-def _escape(optim_state: dict) -> dict:
-    """Optimizer state is keyed by parameter name ({fqn: {key: tensor}}, torch.distributed.checkpoint's
-    layout); its dots become slashes so that the flattened file key splits back unambiguously."""
-    return {fqn.replace(".", "/"): s for fqn, s in optim_state.items()}
-
-
-def _unescape(optim_state: dict) -> dict:
-    return {fqn.replace("/", "."): s for fqn, s in optim_state.items()}
-
-
 # ------------------------------------------------------------------------------------------- trainer
 @dataclasses.dataclass
 class Summary:
@@ -379,12 +287,15 @@ class Trainer:
                                                   else "cpu"))
         self.corpus_paths = D.resolve_corpus(cfg.corpus or [D.bundled_corpus()])
 
-        checkpoint = load_checkpoint(self.out / CHECKPOINT) if cfg.resume else None
+        checkpoint = None
+        if cfg.resume:
+            model_state, optim_state, meta = load_checkpoint(self.out / CHECKPOINT)
+            checkpoint = model_state, optim_state, CheckpointMeta.from_dict(meta)
         saved_meta = checkpoint[2] if checkpoint else None
         self.tokenizer = self._tokenizer(saved_meta is not None)
         self.ids = D.SpecialIds.from_tokenizer(self.tokenizer)
         self.config = build_config(cfg, self.ids, self.tokenizer.get_vocab_size(),
-                                   saved_meta["config"] if saved_meta else None)
+                                   saved_meta.config if saved_meta else None)
         self.seq_len, self.batch = self.config.seq_len, self.config.batch_size
         self.layout = D.Layout(self.batch, self.dist.world, cfg.accumulation)
         if self.layout.world * self.layout.accum > 2**SHARD_BITS:
@@ -474,11 +385,11 @@ class Trainer:
         model_state, optim_state = self._state()  # every rank takes part (FSDP gathers)
         path = self.out / CHECKPOINT
         if self.dist.main:
-            meta = {"step": self.step, "data_position": self.batches.position(self.step - self.step_base),
-                    "scheduler": self.scheduler.state_dict(), "config": self.config.to_dict(),
-                    "train_config": dataclasses.asdict(self.cfg), "warmup": self.warmup, "stats": self.stats,
-                    "world": self.dist.world}
-            save_checkpoint(path, model_state=model_state, optim_state=optim_state, meta=meta)
+            meta = CheckpointMeta(step=self.step, data_position=self.batches.position(self.step - self.step_base),
+                                  scheduler=self.scheduler.state_dict(), config=self.config.to_dict(),
+                                  train_config=dataclasses.asdict(self.cfg), warmup=self.warmup, stats=self.stats,
+                                  world=self.dist.world)
+            save_checkpoint(path, model_state=model_state, optim_state=optim_state, meta=meta.to_dict())
             (self.out / "config.json").write_text(self.config.to_json())
         self.dist.barrier()
         return path
@@ -489,9 +400,9 @@ class Trainer:
         set_state_dict(self.model, self.optimizer, model_state_dict=model_state,
                        optim_state_dict=optim_state,
                        options=StateDictOptions(full_state_dict=True))
-        self.scheduler.load_state_dict(meta["scheduler"])
-        self.warmup = meta["warmup"]
-        self.step, self.data_start, self.stats = meta["step"], meta["data_position"], meta["stats"]
+        self.scheduler.load_state_dict(meta.scheduler)
+        self.warmup = meta.warmup
+        self.step, self.data_start, self.stats = meta.step, meta.data_position, meta.stats
 
     # -- the loop
     def _micro_step(self, k: int, batch: dict) -> object:

@@ -1,9 +1,10 @@
-"""electra_fast.train: schedule, parameter groups, offsets, AUC, atomic checkpoints, resume equivalence,
-gradient accumulation == DDP (2 gloo processes), and the same on the tiny preset once the model's ops exist."""
+"""electra_fast.train: schedule, parameter groups, offsets, AUC, resume equivalence, gradient accumulation ==
+DDP (2 gloo processes), and the same on the tiny preset once the model's ops exist."""
 import dataclasses
 import json
 import math
 import os
+import pathlib
 import socket
 import types
 
@@ -17,6 +18,7 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("safetensors")
 
 from electra_fast import data, random as ef_random, train  # noqa: E402
+from electra_fast.training.checkpoint import CHECKPOINT, load_checkpoint  # noqa: E402
 
 SENTENCES = ["The river flows past the old mill toward the sea.", "Stars form in clouds of gas and dust.",
              "A philosopher asks what can be known and how.", "The state capital lies on the eastern plain."]
@@ -75,8 +77,7 @@ def _run(cfg, factory=StandIn):
 
 
 def _weights(output):
-    model, optim, meta = train.load_checkpoint(train.pathlib.Path(output) / train.CHECKPOINT)
-    return model, optim, meta
+    return load_checkpoint(pathlib.Path(output) / CHECKPOINT)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -123,40 +124,6 @@ def test_roc_auc_matches_pairwise_definition():
     assert train.roc_auc(scores, labels) == pytest.approx(pairwise.item(), abs=1e-12)
     assert train.roc_auc(torch.tensor([0.1, 0.9]), torch.tensor([False, True])) == 1.0
     assert math.isnan(train.roc_auc(torch.ones(3), torch.zeros(3, dtype=torch.bool)))
-
-
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / train.CHECKPOINT
-    state = {"w": torch.arange(4.0)}
-    optim = {"state": {"w": {"exp_avg": torch.ones(4)}}, "param_groups": [{"lr": 0.1, "params": ["w"]}]}
-    train.save_checkpoint(path, model_state=state, optim_state=optim, meta={"step": 1})
-    import safetensors.torch
-
-    def broken(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(OSError, match="disk full"):
-        train.save_checkpoint(path, model_state={"w": torch.zeros(4)}, optim_state=optim, meta={"step": 2})
-    model, optim_back, meta = train.load_checkpoint(path)
-    assert meta["step"] == 1 and torch.equal(model["w"], torch.arange(4.0))
-    assert torch.equal(optim_back["state"]["w"]["exp_avg"], torch.ones(4))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [train.CHECKPOINT], "no temp file left behind"
-
-
-def test_tied_weights_and_extra_state_round_trip(tmp_path):
-    shared = torch.arange(6.0)
-    extra = {"sampler": {"counts": torch.ones(3, 3, dtype=torch.int64), "beta": torch.tensor(2.0)}}
-    train.save_checkpoint(tmp_path / "c.safetensors",
-                          model_state={"a": shared, "b": shared, "_extra_state": extra, "sub.m._extra_state": None},
-                          optim_state={"state": {}, "param_groups": []}, meta={})
-    model, *_ = train.load_checkpoint(tmp_path / "c.safetensors")
-    assert torch.equal(model["a"], shared) and torch.equal(model["b"], shared)
-    assert model["sub.m._extra_state"] is None
-    assert torch.equal(model["_extra_state"]["sampler"]["counts"], extra["sampler"]["counts"])
-    assert torch.equal(model["_extra_state"]["sampler"]["beta"], extra["sampler"]["beta"])
 
 
 # --------------------------------------------------------------------------------------- the loop
@@ -229,10 +196,10 @@ def test_resume_refusals(tmp_path, corpus, _shared_tokenizer_cache):
     with pytest.raises(FileNotFoundError, match="--resume"):
         _run(dataclasses.replace(cfg, resume=True))
     _run(cfg)
-    before = (tmp_path / "r" / train.CHECKPOINT).read_bytes()
+    before = (tmp_path / "r" / CHECKPOINT).read_bytes()
     with pytest.raises(FileExistsError, match="already holds a checkpoint"):
         _run(cfg)
-    assert (tmp_path / "r" / train.CHECKPOINT).read_bytes() == before
+    assert (tmp_path / "r" / CHECKPOINT).read_bytes() == before
 
 
 # --------------------------------------------------------------------------------------- DDP
