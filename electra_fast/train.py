@@ -37,167 +37,15 @@ from torch import nn
 
 from . import data as D
 from .training.checkpoint import CHECKPOINT, CheckpointMeta, load_checkpoint, save_checkpoint
-
-SHARD_BITS = 20
-EVAL_SEED = 0x5EED
-EVAL_OFFSET = 2**61
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything `electra-fast pretrain` takes; None means the preset's value."""
-    preset: str = "tiny"
-    corpus: Optional[list] = None            # None: the bundled corpus
-    tokenizer: Optional[str] = None          # a tokenizer.json / vocab.txt; None: train one on the corpus
-    vocab_size: int = 8192                   # of the tokenizer trained on the corpus
-    steps: int = 300
-    batch_size: Optional[int] = None         # rows per rank per micro-step
-    seq_len: Optional[int] = None
-    lr: Optional[float] = None
-    warmup_steps: Optional[int] = None       # None: min(preset's, steps // 10)
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    accumulation: int = 1
-    generator: str = "network"
-    early_exit_threshold: Optional[float] = None
-    seed: int = 0
-    output: str = "electra-pretrain"
-    resume: bool = False
-    eval_every: int = 0                      # 0: only at the end
-    eval_sequences: int = 64
-    save_every: int = 0                      # 0: only at the end (and on Ctrl-C)
-    log_every: int = 10
-    heldout_fraction: float = 0.02
-    streaming: bool = False
-    cache_dir: Optional[str] = None
-    compile: bool = False
-    fsdp: bool = False
-    device: Optional[str] = None             # None: cuda:<local rank> if available, else cpu
-    progress: bool = True
-    export_hf: bool = True
-    model_overrides: dict = dataclasses.field(default_factory=dict)  # extra ElectraConfig fields
-
-    def validate(self) -> None:
-        positive = ("steps", "vocab_size", "accumulation", "eval_sequences", "log_every")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("batch_size", "seq_len", "warmup_steps"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < (0 if name == "warmup_steps" else 1)):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.seed < 2**62:
-            raise ValueError(f"seed must be in [0, 2^62), got {self.seed}")
-        if self.eval_every < 0 or self.save_every < 0:
-            raise ValueError("eval_every and save_every must be >= 0")
-        if self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be >= 0 (0 turns clipping off), got {self.grad_clip}")
-
-
-# ------------------------------------------------------------------------------------- small pieces
-def step_offset(step: int, shard: int) -> int:
-    """The Philox offset of micro-batch `shard` of step `step` (distinct for every pair)."""
-    if not 0 <= shard < 2**SHARD_BITS:
-        raise ValueError(f"shard must be in [0, 2^{SHARD_BITS}), got {shard}")
-    return (step << SHARD_BITS) | shard
-
-
-def dropout_seed(seed: int, offset: int) -> int:
-    return (seed ^ (offset * 0x9E3779B97F4A7C15)) % 2**63
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total` (ELECTRA's schedule)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on weight matrices and embeddings; none on biases and LayerNorm (1-D) parameters."""
-    decay, no_decay = [], []
-    for _name, p in model.named_parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Area under the ROC curve of `scores` for binary `labels` (ties share their average rank); nan if
-    one class is absent."""
-    scores, labels = scores.double().flatten(), labels.bool().flatten()
-    n_pos = int(labels.sum())
-    n_neg = labels.numel() - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = torch.argsort(scores)
-    sorted_scores = scores[order]
-    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    avg_rank = (ends - (counts.double() - 1) / 2)[inverse]  # 1-based average rank of each sorted score
-    pos_rank_sum = avg_rank[labels[order]].sum().item()
-    return (pos_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-# ---------------------------------------------------------------------------------------- distributed
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-
-def init_distributed(device: Optional[str]) -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then join the process group (nccl on GPU, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    dist = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if not torch.distributed.is_initialized():
-        use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
-        if use_cuda:
-            torch.cuda.set_device(dist.local_rank)
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-    return dist
-
+from .training.config import TrainConfig
+from .training.distributed import init_distributed, unwrap, wrap
+from .training.evaluation import evaluate
+from .training.export import export_hf
+from .training.optim import lr_factor, param_groups
+from .training.seeds import SHARD_BITS, dropout_seed, step_offset
+from .training.summary import Summary
 
 # ------------------------------------------------------------------------------------------- trainer
-@dataclasses.dataclass
-class Summary:
-    steps: int
-    tokens_per_s: float
-    flops_saved_fraction: Optional[float]
-    heldout: dict
-    checkpoint: str
-    hf_export: Optional[str]
-    metrics: str
-
-    def text(self) -> str:
-        saved = "n/a" if self.flops_saved_fraction is None else f"{100 * self.flops_saved_fraction:.1f}%"
-        lines = [
-            f"steps                      {self.steps}",
-            f"tokens/s                   {self.tokens_per_s:,.0f}",
-            f"FLOPs saved by early exit  {saved}",
-            f"held-out RTD accuracy      {self.heldout.get('rtd_accuracy', float('nan')):.4f}  "
-            f"(loss {self.heldout.get('rtd_loss', float('nan')):.4f}, AUC {self.heldout.get('rtd_auc', float('nan')):.4f})",
-            f"checkpoint                 {self.checkpoint}",
-            f"Hugging Face export        {self.hf_export or 'skipped (pip install transformers)'}",
-            f"metrics                    {self.metrics}",
-        ]
-        return "\n".join(lines)
-
-
 def _check_output_dir(out: pathlib.Path, resume: bool) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -278,7 +126,7 @@ class Trainer:
         cfg.validate()
         self.cfg, self.step_flops = cfg, step_flops
         self.dist = init_distributed(cfg.device)
-        self.log = log if self.dist.main else (lambda *_: None)
+        self.log = self.dist.main_only(log)
         self.out = pathlib.Path(cfg.output).expanduser().resolve()
         if self.dist.main:
             _check_output_dir(self.out, cfg.resume)
@@ -306,7 +154,6 @@ class Trainer:
         sampler = sampler.to(self.device) if sampler is not None else None
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
         self.model = model_factory(self.config, sampler).to(self.device)
-        self.raw_model = self.model
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay),
                                            lr=self.config.learning_rate, betas=(0.9, 0.999),
                                            eps=self.config.adam_epsilon)
@@ -318,7 +165,7 @@ class Trainer:
         if checkpoint:
             self._restore(*checkpoint)
         self.step_base = self.step  # the data iterator counts steps from here
-        self.model = self._wrap(self.model)
+        self.model = wrap(self.model, self.dist, self.device, fsdp=cfg.fsdp, compile=cfg.compile)
         self.batches = self._batches()
         self.heldout = D.heldout_batches(self.packed, self.batch, cfg.eval_sequences)
 
@@ -356,30 +203,12 @@ class Trainer:
                                      heldout_fraction=self.cfg.heldout_fraction, start=self.data_start)
         return D.PackedBatches(self.packed, self.layout, self.dist.rank, seed=self.cfg.seed, start=self.data_start)
 
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        if self.dist.world > 1:
-            if self.cfg.fsdp:
-                from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-                model = FSDP(model, device_id=self.device if self.device.type == "cuda" else None,
-                             use_orig_params=True)
-            else:
-                model = nn.parallel.DistributedDataParallel(
-                    model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if self.cfg.compile:
-            model = torch.compile(model)
-        return model
-
     # -- checkpoints
     def _state(self) -> tuple[dict, dict]:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_state_dict(self._unwrapped(), self.optimizer, options=opts)
-
-    def _unwrapped(self) -> nn.Module:
-        model = getattr(self.model, "_orig_mod", self.model)
-        return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        return get_state_dict(unwrap(self.model), self.optimizer, options=opts)
 
     def save(self) -> pathlib.Path:
         model_state, optim_state = self._state()  # every rank takes part (FSDP gathers)
@@ -423,7 +252,7 @@ class Trainer:
 
     def _sync_sampler(self, before: Optional[torch.Tensor]) -> None:
         """All-reduce the cluster sampler's count updates of this step, so every rank holds the same counts."""
-        sampler = getattr(self.raw_model, "sampler", None)
+        sampler = getattr(unwrap(self.model), "sampler", None)
         counts = getattr(sampler, "counts", None)
         if before is None or counts is None or self.dist.world == 1:
             return
@@ -433,7 +262,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         self.model.train()
-        sampler_counts = getattr(getattr(self.raw_model, "sampler", None), "counts", None)
+        sampler_counts = getattr(getattr(unwrap(self.model), "sampler", None), "counts", None)
         before = sampler_counts.clone() if isinstance(sampler_counts, torch.Tensor) else None
         outs = [self._micro_step(k, b) for k, b in enumerate(self.batches.step(self.step - self.step_base))]
         lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
@@ -445,25 +274,6 @@ class Trainer:
         self._sync_sampler(before)
         self.step += 1
         return {"outs": outs, "grad_norm": grad_norm, "lr": lr}
-
-    @torch.no_grad()
-    def evaluate(self) -> dict:
-        self.model.eval()
-        loss_sum = correct = tokens = 0.0
-        scores, labels = [], []
-        for i, batch in enumerate(self.heldout):
-            batch = {k: t.to(self.device) for k, t in batch.items()}
-            out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                             seed=EVAL_SEED, offset=EVAL_OFFSET + i, step=None)
-            real = batch["attention_mask"].bool()
-            n = real.sum().item()
-            loss_sum += out.rtd_loss.float().item() * n
-            correct += out.rtd_accuracy.float().item() * n
-            tokens += n
-            scores.append(out.disc_logits.float()[real].cpu())
-            labels.append(out.is_replaced[real].cpu())
-        return {"rtd_loss": loss_sum / tokens, "rtd_accuracy": correct / tokens,
-                "rtd_auc": roc_auc(torch.cat(scores), torch.cat(labels)), "tokens": int(tokens)}
 
     def _account(self, result: dict, seconds: float) -> dict:
         """Tokens, FLOPs (as run, and without early exit) and logged metrics of one step."""
@@ -516,7 +326,7 @@ class Trainer:
                                     exit=f"{record['exit_fraction']:.2f}", tok_s=f"{record['tokens_per_s']:.0f}",
                                     flop_s=f"{record['flops_per_s']:.2e}", refresh=False)
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
-                    heldout = self.evaluate()
+                    heldout = evaluate(self.model, self.heldout, self.device)
                     self._write_metrics({"step": self.step, "eval": heldout})
                 if cfg.save_every and self.step % cfg.save_every == 0:
                     self.save()
@@ -529,35 +339,16 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        heldout = self.evaluate()
+        heldout = evaluate(self.model, self.heldout, self.device)
         self._write_metrics({"step": self.step, "eval": heldout})
         checkpoint = self.save()
-        hf_dir = self._export_hf() if cfg.export_hf else None
-        full = self.stats["flops_full"]
-        saved = (1.0 - self.stats["flops"] / full) if full else None
-        summary = Summary(steps=self.step, tokens_per_s=self.stats["tokens"] / max(self.stats["time"], 1e-9),
-                          flops_saved_fraction=saved, heldout=heldout, checkpoint=str(checkpoint),
-                          hf_export=str(hf_dir) if hf_dir else None, metrics=str(self.out / "metrics.jsonl"))
+        export = cfg.export_hf and self.dist.main
+        hf_dir = export_hf(unwrap(self.model), self.tokenizer, self.out / "hf") if export else None
+        summary = Summary.from_stats(self.stats, steps=self.step, heldout=heldout, checkpoint=str(checkpoint),
+                                     hf_export=str(hf_dir) if hf_dir else None,
+                                     metrics=str(self.out / "metrics.jsonl"))
         self.log(summary.text())
         return summary
-
-    def _export_hf(self) -> Optional[pathlib.Path]:
-        """The final discriminator in Hugging Face format (and the tokenizer beside it) under <output>/hf."""
-        try:
-            import transformers  # noqa: F401
-        except ImportError:
-            return None
-        if not self.dist.main:
-            return None
-        from .hf import to_hf
-
-        target = self.out / "hf"
-        discriminator, _generator = to_hf(self._unwrapped())
-        discriminator.save_pretrained(str(target))
-        self.tokenizer.save(str(target / "tokenizer.json"))
-        if type(self.tokenizer.model).__name__ == "WordPiece":
-            self.tokenizer.model.save(str(target))  # vocab.txt, for ElectraTokenizer
-        return target
 
 
 def pretrain(cfg: TrainConfig, **kwargs) -> Summary:

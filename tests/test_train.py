@@ -1,67 +1,27 @@
-"""electra_fast.train: schedule, parameter groups, offsets, AUC, resume equivalence, gradient accumulation ==
-DDP (2 gloo processes), and the same on the tiny preset once the model's ops exist."""
+"""electra_fast.train.pretrain end to end: logging and evaluation, resume equivalence, refusals, gradient
+accumulation == DDP (2 gloo processes), and the same on the tiny preset once the model's ops exist."""
 import dataclasses
 import json
-import math
 import os
 import pathlib
 import socket
-import types
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 pytest.importorskip("datasets")
 pytest.importorskip("tokenizers")
 pytest.importorskip("safetensors")
 
-from electra_fast import data, random as ef_random, train  # noqa: E402
+from electra_fast import data, train  # noqa: E402
 from electra_fast.training.checkpoint import CHECKPOINT, load_checkpoint  # noqa: E402
 
-SENTENCES = ["The river flows past the old mill toward the sea.", "Stars form in clouds of gas and dust.",
-             "A philosopher asks what can be known and how.", "The state capital lies on the eastern plain."]
+from .training.helpers import StandIn, fake_flops, write_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    lines = [" ".join(SENTENCES[(i + k) % 4] for k in range(1 + i % 5)) for i in range(80)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-class StandIn(nn.Module):
-    """A small module with ElectraForPretraining's call signature and output fields: Philox-driven
-    corruption (so offsets matter), dropout (so the torch seed matters), LayerNorm, bias, embedding."""
-
-    def __init__(self, config, sampler=None):
-        super().__init__()
-        self.config, self.sampler = config, sampler
-        self.embed = nn.Embedding(config.vocab_size, 16)
-        self.norm = nn.LayerNorm(16)
-        self.drop = nn.Dropout(0.1)
-        self.head = nn.Linear(16, 1)
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None, *, seed=0, offset=0, step=None):
-        u = ef_random.uniform(input_ids.numel(), seed=seed, offset=2 * offset).view_as(input_ids)
-        real = attention_mask.bool()
-        replaced = (u < 0.15) & real
-        corrupted = torch.where(replaced, (input_ids + 7) % self.config.vocab_size, input_ids)
-        logits = self.head(self.drop(self.norm(self.embed(corrupted)))).squeeze(-1)
-        rtd = F.binary_cross_entropy_with_logits(logits[real], replaced[real].float())
-        accuracy = ((logits[real] > 0) == replaced[real]).float().mean()
-        return types.SimpleNamespace(loss=50 * rtd, rtd_loss=rtd, mlm_loss=None, rtd_accuracy=accuracy,
-                                     active_fractions=torch.tensor([1.0, 0.5]), disc_logits=logits,
-                                     is_replaced=replaced, attention_mask=attention_mask)
-
-
-def fake_flops(config, batch, seq_len, active_fractions=None):
-    per_layer = 1000.0 * batch * seq_len
-    if active_fractions is None:
-        return 2 * per_layer
-    return per_layer * float(active_fractions.sum())
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt")
 
 
 def _cfg(tmp_path, corpus, name, **kw):
@@ -88,42 +48,6 @@ def _shared_tokenizer_cache(tmp_path_factory, corpus):
     path = cache / "tokenizer.json"
     tok.save(str(path))
     return path
-
-
-# --------------------------------------------------------------------------------------- small parts
-def test_lr_schedule():
-    f = [train.lr_factor(s, 4, 10) for s in range(11)]
-    assert f[:4] == [0.25, 0.5, 0.75, 1.0]
-    assert f[4:] == pytest.approx([1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0])
-    assert train.lr_factor(0, 0, 10) == 1.0
-
-
-def test_param_groups_exclude_layernorm_and_bias():
-    model = StandIn(types.SimpleNamespace(vocab_size=50))
-    decay, no_decay = train.param_groups(model, 0.01)
-    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
-    ids = lambda group: {id(p) for p in group["params"]}  # noqa: E731
-    assert ids(decay) == {id(model.embed.weight), id(model.head.weight)}
-    assert ids(no_decay) == {id(model.norm.weight), id(model.norm.bias), id(model.head.bias)}
-
-
-def test_offsets_are_distinct_per_step_and_shard():
-    seen = {train.step_offset(s, m) for s in range(50) for m in range(8)}
-    assert len(seen) == 400
-    assert train.step_offset(3, 0) != train.step_offset(0, 3)
-    with pytest.raises(ValueError, match="shard"):
-        train.step_offset(0, 2**20)
-
-
-def test_roc_auc_matches_pairwise_definition():
-    g = torch.Generator().manual_seed(0)
-    scores = torch.randint(0, 6, (200,), generator=g).float()  # many ties
-    labels = torch.rand(200, generator=g) < 0.3
-    pos, neg = scores[labels], scores[~labels]
-    pairwise = ((pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()).mean()
-    assert train.roc_auc(scores, labels) == pytest.approx(pairwise.item(), abs=1e-12)
-    assert train.roc_auc(torch.tensor([0.1, 0.9]), torch.tensor([False, True])) == 1.0
-    assert math.isnan(train.roc_auc(torch.ones(3), torch.zeros(3, dtype=torch.bool)))
 
 
 # --------------------------------------------------------------------------------------- the loop

@@ -1,4 +1,11 @@
 """The parts of `electra-fast pretrain`, one job each; electra_fast.train.pretrain puts them together.
 
-checkpoint   the checkpoint file (safetensors, written atomically) and its metadata
+config        TrainConfig: every option of a run
+seeds         the Philox offset and torch seed of every micro-batch
+optim         AdamW, its parameter groups and the learning-rate schedule
+distributed   the ranks under torchrun, and the DDP / FSDP / torch.compile wrappers
+evaluation    held-out RTD loss, accuracy and AUC
+checkpoint    the checkpoint file (safetensors, written atomically) and its metadata
+summary       the summary printed at the end of a run
+export        the Hugging Face export of the trained discriminator
 """
