@@ -1,6 +1,8 @@
 """The parts of `electra-fast pretrain`, one job each; electra_fast.train.pretrain puts them together.
 
 config        TrainConfig: every option of a run
+setup         builds a run from a TrainConfig (process group, output directory, tokenizer, data, checkpoint)
+loop          Trainer: builds the model and optimizer, then trains, evaluates, saves and exports
 seeds         the Philox offset and torch seed of every micro-batch
 optim         AdamW, its parameter groups and the learning-rate schedule
 distributed   the ranks under torchrun, and the DDP / FSDP / torch.compile wrappers

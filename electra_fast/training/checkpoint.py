@@ -1,7 +1,10 @@
 """The checkpoint file of a pre-training run: one safetensors file, written atomically.
 
+TrainingCheckpoint is what a run saves and resumes from (model, optimizer, CheckpointMeta);
+save_checkpoint / load_checkpoint write and read the file.
+
 Tensors, keyed by prefix:
-    model.<name>                    the module's state dict (tied weights stored once each, as copies)
+    model.<name>                    the module's state dict (a tied weight under each of its names, as copies)
     extra.<module/path>.<key>...    a module's extra state (`<module.path>._extra_state`, a nested dict of
                                     tensors, e.g. ElectraForPretraining's sampler counts)
     optim.state.<param/fqn>.<key>   AdamW state per parameter (exp_avg, exp_avg_sq, step)
@@ -17,6 +20,7 @@ import os
 import pathlib
 
 import torch
+from torch import nn
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -43,6 +47,41 @@ class CheckpointMeta:
             raise ValueError(f"checkpoint metadata has fields {sorted(meta)}, expected {sorted(fields)} "
                              f"(written by another version of electra_fast?)")
         return cls(**meta)
+
+
+@dataclasses.dataclass
+class TrainingCheckpoint:
+    """The state of a training run: the module's and the optimizer's full (unsharded) state dicts in
+    torch.distributed.checkpoint's layout (optimizer state keyed by parameter name), and its metadata."""
+    model_state: dict
+    optim_state: dict
+    meta: CheckpointMeta
+
+    @classmethod
+    def capture(cls, model: nn.Module, optimizer: torch.optim.Optimizer, meta: CheckpointMeta
+                ) -> "TrainingCheckpoint":
+        """The state of `model` (an FSDP module is gathered: every rank must call this) and `optimizer`,
+        on CPU."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        model_state, optim_state = get_state_dict(
+            model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return cls(model_state, optim_state, meta)
+
+    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Load the saved state into `model` and `optimizer` (built as the saving run built them)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        set_state_dict(model, optimizer, model_state_dict=self.model_state, optim_state_dict=self.optim_state,
+                       options=StateDictOptions(full_state_dict=True))
+
+    def save(self, path: pathlib.Path) -> None:
+        save_checkpoint(path, model_state=self.model_state, optim_state=self.optim_state, meta=self.meta.to_dict())
+
+    @classmethod
+    def load(cls, path: pathlib.Path) -> "TrainingCheckpoint":
+        model_state, optim_state, meta = load_checkpoint(path)
+        return cls(model_state, optim_state, CheckpointMeta.from_dict(meta))
 
 
 def save_checkpoint(path: pathlib.Path, *, model_state: dict, optim_state: dict, meta: dict) -> None:

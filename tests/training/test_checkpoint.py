@@ -1,5 +1,5 @@
 """electra_fast.training.checkpoint: atomic writes, tied weights, extra state, and a model + AdamW + metadata
-round trip through the file."""
+round trip through the file (TrainingCheckpoint)."""
 import dataclasses
 
 import pytest
@@ -9,7 +9,7 @@ from torch import nn
 pytest.importorskip("safetensors")
 
 from electra_fast.training.checkpoint import (  # noqa: E402
-    CHECKPOINT, CheckpointMeta, load_checkpoint, save_checkpoint)
+    CHECKPOINT, CheckpointMeta, TrainingCheckpoint, load_checkpoint, save_checkpoint)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -78,25 +78,20 @@ def _trained():
     return model, optimizer
 
 
-def test_model_optimizer_and_meta_round_trip(tmp_path):
-    """What the Trainer saves (torch.distributed.checkpoint full state dicts) loads into a fresh model and
-    optimizer as the same state, and the metadata comes back as the same CheckpointMeta."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
-
+def test_training_checkpoint_round_trip(tmp_path):
+    """A TrainingCheckpoint captured from a trained model and AdamW, saved and loaded, restores a fresh model and
+    optimizer to the same state (tie, extra state, AdamW moments, learning rate) with the same metadata."""
     model, optimizer = _trained()
-    model_state, optim_state = get_state_dict(model, optimizer,
-                                              options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     meta = CheckpointMeta(step=2, data_position=16, scheduler={"last_epoch": 2, "_last_lr": [0.1]},
                           config={"vocab_size": 10}, train_config={"seed": 3, "corpus": None}, warmup=1,
                           stats={"tokens": 96, "flops": 1.5e6, "flops_full": 2e6, "time": 0.25}, world=1)
-    save_checkpoint(tmp_path / CHECKPOINT, model_state=model_state, optim_state=optim_state, meta=meta.to_dict())
+    TrainingCheckpoint.capture(model, optimizer, meta).save(tmp_path / CHECKPOINT)
 
-    model_back, optim_back, meta_back = load_checkpoint(tmp_path / CHECKPOINT)
-    assert CheckpointMeta.from_dict(meta_back) == meta
+    loaded = TrainingCheckpoint.load(tmp_path / CHECKPOINT)
+    assert loaded.meta == meta
     fresh = TiedWithCounts()
     fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=0.5)
-    set_state_dict(fresh, fresh_optimizer, model_state_dict=model_back, optim_state_dict=optim_back,
-                   options=StateDictOptions(full_state_dict=True))
+    loaded.restore(fresh, fresh_optimizer)
     assert fresh.out.weight is fresh.embed.weight, "loading keeps the tie"
     assert torch.equal(fresh.counts, model.counts)
     for name, value in model.state_dict().items():

@@ -1,0 +1,162 @@
+"""Sets a pre-training run up from a TrainConfig, and returns it as plain objects (RunSetup).
+
+In order: join the process group (torchrun), check the output directory (writable; holds a checkpoint exactly
+when resuming), read the checkpoint to resume from, get the tokenizer (rank 0 trains or loads it and saves it
+as <output>/tokenizer.json; every rank loads that file), build the model config, pack the corpus (rank 0 first,
+so the others read its cache), count tokens for a statistical generator's sampler, and open the training rows
+at the checkpoint's data position and the held-out batches. Nothing here builds or trains a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Callable, Optional, Union
+
+import torch
+from torch import nn
+
+from .. import data as D
+from .checkpoint import CHECKPOINT, TrainingCheckpoint
+from .config import TrainConfig
+from .distributed import Dist, init_distributed
+from .seeds import SHARD_BITS
+
+
+@dataclasses.dataclass
+class RunSetup:
+    """A run ready to train."""
+    cfg: TrainConfig
+    dist: Dist
+    device: torch.device
+    out: pathlib.Path                                         # the output directory, absolute
+    tokenizer: object                                         # a tokenizers.Tokenizer
+    config: object                                            # the model's ElectraConfig
+    layout: D.Layout
+    warmup: int                                               # warm-up steps of the learning-rate schedule
+    sampler: Optional[nn.Module]                              # statistical generator's sampler, on `device`
+    batches: Union[D.PackedBatches, D.StreamingCorpus]        # training rows from the data position on
+    heldout: list                                             # held-out batches for evaluation
+    checkpoint: Optional[TrainingCheckpoint]                  # what a resumed run restores
+
+
+def setup_run(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> RunSetup:
+    """Everything `cfg` asks for except the model; `log` prints notes (on rank 0)."""
+    cfg.validate()
+    dist = init_distributed(cfg.device)
+    log = dist.main_only(log)
+    out = pathlib.Path(cfg.output).expanduser().resolve()
+    if dist.main:
+        check_output_dir(out, cfg.resume)
+    dist.barrier()
+    device = torch.device(cfg.device or (f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"))
+    corpus_paths = D.resolve_corpus(cfg.corpus or [D.bundled_corpus()])
+
+    checkpoint = TrainingCheckpoint.load(out / CHECKPOINT) if cfg.resume else None
+    tokenizer = _tokenizer(cfg, dist, corpus_paths, out / "tokenizer.json", resuming=checkpoint is not None)
+    ids = D.SpecialIds.from_tokenizer(tokenizer)
+    config = build_config(cfg, ids, tokenizer.get_vocab_size(), checkpoint.meta.config if checkpoint else None)
+    layout = D.Layout(config.batch_size, dist.world, cfg.accumulation)
+    if layout.world * layout.accum > 2**SHARD_BITS:
+        raise ValueError(f"world size x accumulation must be <= 2^{SHARD_BITS}")
+
+    packed = _packed(cfg, dist, corpus_paths, tokenizer, config.seq_len, log)
+    sampler = build_sampler(config.generator, config.vocab_size, ids, packed.train)
+    if checkpoint is not None:
+        warmup, data_start = checkpoint.meta.warmup, checkpoint.meta.data_position
+    else:
+        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(config.warmup_steps, cfg.steps // 10)
+        data_start = 0
+    if cfg.streaming:
+        batches = D.StreamingCorpus(corpus_paths, tokenizer, config.seq_len, layout, dist.rank,
+                                    heldout_fraction=cfg.heldout_fraction, start=data_start)
+    else:
+        batches = D.PackedBatches(packed, layout, dist.rank, seed=cfg.seed, start=data_start)
+    return RunSetup(cfg=cfg, dist=dist, device=device, out=out, tokenizer=tokenizer, config=config, layout=layout,
+                    warmup=warmup, sampler=sampler.to(device) if sampler is not None else None, batches=batches,
+                    heldout=D.heldout_batches(packed, config.batch_size, cfg.eval_sequences), checkpoint=checkpoint)
+
+
+def check_output_dir(out: pathlib.Path, resume: bool) -> None:
+    """Create `out` and check that it is writable, and that it holds a checkpoint exactly when resuming."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_probe.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"output directory {str(out)!r} is not writable: {e.strerror or e}") from None
+    if not resume and (out / CHECKPOINT).exists():
+        raise FileExistsError(f"output directory {str(out)!r} already holds a checkpoint; pass --resume to "
+                              f"continue it, or choose another --output (nothing was overwritten)")
+    if resume and not (out / CHECKPOINT).exists():
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {str(out)!r}")
+
+
+def _tokenizer(cfg: TrainConfig, dist: Dist, corpus_paths: list, saved: pathlib.Path, *, resuming: bool):
+    if resuming and saved.is_file():
+        return D.load_tokenizer(saved)
+    if dist.main:
+        tok = D.tokenizer_for(corpus_paths, cfg.tokenizer, vocab_size=cfg.vocab_size, cache_dir=cfg.cache_dir)
+        tok.save(str(saved))
+    dist.barrier()  # training a tokenizer is not deterministic: every rank uses rank 0's
+    return D.load_tokenizer(saved)
+
+
+def _packed(cfg: TrainConfig, dist: Dist, corpus_paths: list, tokenizer, seq_len: int,
+            log: Callable[[str], None]) -> D.PackedCorpus:
+    if dist.main:
+        packed = D.prepare(corpus_paths, tokenizer, seq_len, heldout_fraction=cfg.heldout_fraction,
+                           cache_dir=cfg.cache_dir)
+    dist.barrier()
+    if not dist.main:
+        packed = D.prepare(corpus_paths, tokenizer, seq_len, heldout_fraction=cfg.heldout_fraction,
+                           cache_dir=cfg.cache_dir)
+    if len(packed.heldout) == 0:
+        raise ValueError(f"the held-out split is empty (heldout_fraction={cfg.heldout_fraction} of "
+                         f"{packed.meta['stats']['documents']} documents); raise --heldout-fraction")
+    skipped = packed.meta["stats"]["skipped_lines"]
+    if skipped:
+        log(f"note: {skipped} corpus lines were not UTF-8 (or not JSON) and were skipped")
+    return packed
+
+
+def build_config(cfg: TrainConfig, ids: D.SpecialIds, vocab_size: int, saved: Optional[dict] = None):
+    """The model's ElectraConfig: the preset with the run's overrides, or `saved` (a resumed run's) as it is."""
+    from ..models import EarlyExitConfig, ElectraConfig
+
+    if saved is not None:
+        return ElectraConfig.from_dict(saved)
+    overrides = dict(vocab_size=vocab_size, pad_token_id=ids.pad, cls_token_id=ids.cls, sep_token_id=ids.sep,
+                     mask_token_id=ids.mask, generator=cfg.generator)
+    if cfg.early_exit_threshold is not None:
+        overrides["early_exit"] = EarlyExitConfig(threshold=cfg.early_exit_threshold)
+    for name in ("batch_size", "seq_len"):
+        if getattr(cfg, name) is not None:
+            overrides[name] = getattr(cfg, name)
+    if cfg.lr is not None:
+        overrides["learning_rate"] = cfg.lr
+    overrides.update(cfg.model_overrides)
+    config = ElectraConfig.preset(cfg.preset, **overrides)
+    if config.seq_len > config.max_position_embeddings:
+        raise ValueError(f"seq_len {config.seq_len} is larger than the {cfg.preset} preset's position table "
+                         f"(max_position_embeddings={config.max_position_embeddings})")
+    return config
+
+
+def build_sampler(kind: str, vocab_size: int, ids: D.SpecialIds, train_split):
+    """The statistical generator's sampler, its counts taken from the packed train split."""
+    if kind == "network":
+        return None
+    from .. import samplers
+
+    exclude = [ids.pad, ids.unk, ids.cls, ids.sep, ids.mask]
+    if kind == "uniform":
+        return samplers.UniformSampler(vocab_size, exclude_ids=exclude)
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    for start in range(0, len(train_split), 4096):
+        block = D.rows(train_split, range(start, min(start + 4096, len(train_split))))
+        counts += torch.bincount(block.flatten(), minlength=vocab_size).double()
+    if kind == "unigram":
+        return samplers.UnigramSampler.from_counts(counts, exclude_ids=exclude)
+    return samplers.ClusterSampler.from_frequencies(counts, num_clusters=100)
