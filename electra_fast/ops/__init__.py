@@ -1,2 +1,2 @@
-"""The custom ops (torch.library), one module per op: schema, fake implementation, autograd, and the
-dispatch to a backend (electra_fast.backend). The public names live in electra_fast.functional."""
+"""The custom ops (torch.library), one module per op: its backends (an `Op` declaration, run by
+ops/_dispatch.py), schema, fake implementation and autograd. The public names live in electra_fast.functional."""

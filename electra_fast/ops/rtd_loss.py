@@ -20,10 +20,9 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 
-from .. import backend
 from .._validation import check_same_device, check_same_shape, check_tensor
 from ..reference import rtd_loss as reference
-from ._eager import plain_eager
+from . import _dispatch as dispatch
 
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -31,38 +30,20 @@ _LABEL_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, 
                  torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _kernel_backend(logits: torch.Tensor) -> str:
-    name = backend.select(logits.device)
-    # float64 has no kernel: it is for gradcheck, which runs on the reference
-    return "reference" if logits.dtype == torch.float64 else name
+def _reference_loss(logits, labels, mask, weight, reduction, compute_grad):
+    return reference.rtd_loss_and_grad(logits, labels, mask, weight, list(REDUCTIONS)[reduction], compute_grad)
 
 
-def _rtd_loss_impl(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor],
-                   weight: Optional[torch.Tensor], reduction: int, compute_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(loss, grad) on the selected backend: the body of the custom op and of its eager fast path."""
-    name = _kernel_backend(logits)
-    if name in ("cpp", "cuda"):
-        loss, grad = torch.ops.electra_fast_C.rtd_loss_fwd(logits, labels, mask, weight, reduction, compute_grad)
-    elif name == "triton":
-        from ..triton import rtd_loss as triton_rtd
-
-        loss, grad = triton_rtd.rtd_loss_fwd(logits, labels, mask, weight, reduction, compute_grad)
-    else:
-        loss, grad = reference.rtd_loss_and_grad(
-            logits, labels, mask, weight, list(REDUCTIONS)[reduction], compute_grad)
+def _rtd_loss(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor],
+              weight: Optional[torch.Tensor], reduction: int, compute_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(loss, grad): grad = d loss / d logits for an upstream gradient of 1 (empty unless compute_grad).
+    labels and mask are uint8 0/1, weight float32, all contiguous and of the logits' shape."""
+    loss, grad = dispatch.run(RTD_LOSS, logits.device, logits.dtype, logits, labels, mask, weight, reduction,
+                              compute_grad)
     return loss.to(logits.dtype), grad
 
 
-@torch.library.custom_op("electra_fast::rtd_loss", mutates_args=())
-def rtd_loss_op(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor],
-                weight: Optional[torch.Tensor], reduction: int, compute_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(loss, grad): grad = d loss / d logits for an upstream gradient of 1 (empty unless compute_grad).
-    labels and mask are uint8 0/1, weight float32, all contiguous and of the logits' shape."""
-    return _rtd_loss_impl(logits, labels, mask, weight, reduction, compute_grad)
-
-
-@rtd_loss_op.register_fake
-def _(logits, labels, mask, weight, reduction, compute_grad):
+def _rtd_loss_fake(logits, labels, mask, weight, reduction, compute_grad):
     loss = torch.empty_like(logits) if reduction == 0 else logits.new_empty(())
     grad = torch.empty_like(logits) if compute_grad else logits.new_empty(0)
     return loss, grad
@@ -85,35 +66,41 @@ def _backward(ctx, grad_loss, _grad_of_grad):
     return grad_logits, None, None, None, None, None
 
 
+class _RTDLossEager(torch.autograd.Function):
+    """electra_fast::rtd_loss without the dispatcher (the eager fast path, ops/_dispatch.py)."""
+
+    forward = staticmethod(_rtd_loss)
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+
+RTD_LOSS = dispatch.Op(
+    "rtd_loss",
+    kernel="rtd_loss_fwd(Tensor logits, Tensor labels, Tensor? mask, Tensor? weight, int reduction, "
+           "bool compute_grad) -> (Tensor, Tensor)",
+    triton="rtd_loss.rtd_loss_fwd",
+    reference=_reference_loss,
+    reference_dtypes=(torch.float64,),
+    eager=_RTDLossEager,
+)
+rtd_loss_op = torch.library.custom_op("electra_fast::rtd_loss", _rtd_loss, mutates_args=())
+rtd_loss_op.register_fake(_rtd_loss_fake)
 rtd_loss_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-class _RTDLossEager(torch.autograd.Function):
-    """The eager fast path of electra_fast::rtd_loss (see ops/_eager.py): same kernels, same backward."""
-
-    @staticmethod
-    def forward(ctx, logits, labels, mask, weight, reduction, compute_grad):
-        loss, grad = _rtd_loss_impl(logits, labels, mask, weight, reduction, compute_grad)
-        ctx.save_for_backward(grad)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        (grad,) = ctx.saved_tensors
-        return grad_loss * grad, None, None, None, None, None
+RTD_COUNTS = dispatch.Op(
+    "rtd_counts",
+    kernel="rtd_metrics(Tensor logits, Tensor labels, Tensor? mask) -> Tensor",
+    triton="rtd_loss.rtd_counts",
+    reference=reference.rtd_counts,
+    reference_dtypes=(torch.float64,),
+)
 
 
 @torch.library.custom_op("electra_fast::rtd_counts", mutates_args=())
 def rtd_counts_op(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """[4] int64 over real tokens: (real, true positives, predicted positives, actual positives)."""
-    name = _kernel_backend(logits)
-    if name in ("cpp", "cuda"):
-        return torch.ops.electra_fast_C.rtd_metrics(logits, labels, mask)
-    if name == "triton":
-        from ..triton import rtd_loss as triton_rtd
-
-        return triton_rtd.rtd_counts(logits, labels, mask)
-    return reference.rtd_counts(logits, labels, mask)
+    return dispatch.run(RTD_COUNTS, logits.device, logits.dtype, logits, labels, mask)
 
 
 @rtd_counts_op.register_fake
@@ -176,11 +163,7 @@ def rtd_loss(logits: torch.Tensor, labels: torch.Tensor, attention_mask: Optiona
         raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
     x, y, m, w = _prepare(logits, labels, attention_mask, weight)
     compute_grad = torch.is_grad_enabled() and logits.requires_grad
-    if plain_eager(x, y, m, w):
-        if compute_grad:
-            return _RTDLossEager.apply(x, y, m, w, REDUCTIONS[reduction], True)
-        return _rtd_loss_impl(x, y, m, w, REDUCTIONS[reduction], False)[0]
-    loss, _ = rtd_loss_op(x, y, m, w, REDUCTIONS[reduction], compute_grad)
+    loss, _ = dispatch.call(RTD_LOSS, rtd_loss_op, x, y, m, w, REDUCTIONS[reduction], compute_grad)
     return loss
 
 
