@@ -36,17 +36,29 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .. import backend
 from .._validation import check_same_device, check_seed, check_tensor
 from ..reference import replace as reference
+from . import _dispatch as dispatch
 
 _ID_DTYPES = (torch.int32, torch.int64)
 _MASK_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-def _backend(device: torch.device) -> str:
-    return backend.select(device)
+def _reference_mask_tokens(input_ids, attention_mask, special_ids, mask_prob, mask_token_id, mask_fraction, seed,
+                           offset):
+    return reference.mask_tokens(input_ids, attention_mask, mask_prob=mask_prob, mask_token_id=mask_token_id,
+                                 special_token_ids=special_ids.tolist(), mask_fraction=mask_fraction, seed=seed,
+                                 offset=offset)
+
+
+MASK_TOKENS = dispatch.Op(
+    "mask_tokens",
+    kernel="mask_tokens(Tensor input_ids, Tensor? attention_mask, Tensor special_ids, float mask_prob, "
+           "int mask_token_id, float mask_fraction, int seed, int offset) -> (Tensor, Tensor)",
+    triton="replace.mask_tokens",
+    reference=_reference_mask_tokens,
+)
 
 
 @torch.library.custom_op("electra_fast::mask_tokens", mutates_args=())
@@ -54,18 +66,8 @@ def mask_tokens_op(input_ids: torch.Tensor, attention_mask: Optional[torch.Tenso
                    mask_prob: float, mask_token_id: int, mask_fraction: float, seed: int,
                    offset: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """input_ids [B,T] int32/int64 contiguous, attention_mask bool [B,T] or None, special_ids int64 [S]."""
-    name = _backend(input_ids.device)
-    if name in ("cpp", "cuda"):
-        return torch.ops.electra_fast_C.mask_tokens(input_ids, attention_mask, special_ids, mask_prob,
-                                                    mask_token_id, mask_fraction, seed, offset)
-    if name == "triton":
-        from ..triton import replace as triton_replace
-
-        return triton_replace.mask_tokens(input_ids, attention_mask, special_ids, mask_prob, mask_token_id,
-                                          mask_fraction, seed, offset)
-    return reference.mask_tokens(input_ids, attention_mask, mask_prob=mask_prob, mask_token_id=mask_token_id,
-                                 special_token_ids=special_ids.tolist(), mask_fraction=mask_fraction, seed=seed,
-                                 offset=offset)
+    return dispatch.run(MASK_TOKENS, input_ids.device, input_ids.dtype, input_ids, attention_mask, special_ids,
+                        mask_prob, mask_token_id, mask_fraction, seed, offset)
 
 
 @mask_tokens_op.register_fake
@@ -73,22 +75,28 @@ def _(input_ids, attention_mask, special_ids, mask_prob, mask_token_id, mask_fra
     return torch.empty_like(input_ids), torch.empty_like(input_ids, dtype=torch.bool)
 
 
+def _reference_sample_replace(logits, input_ids, is_masked, temperature, disallow_original, seed, offset):
+    return reference.sample_replace(logits, input_ids, is_masked, temperature=temperature,
+                                    disallow_original=disallow_original, seed=seed, offset=offset)
+
+
+SAMPLE_REPLACE = dispatch.Op(
+    "sample_replace",
+    kernel="sample_replace(Tensor logits, Tensor input_ids, Tensor is_masked, float temperature, "
+           "bool disallow_original, int seed, int offset) -> (Tensor, Tensor, Tensor)",
+    triton="replace.sample_replace",
+    reference=_reference_sample_replace,
+    reference_dtypes=(torch.float64,),
+)
+
+
 @torch.library.custom_op("electra_fast::sample_replace", mutates_args=())
 def sample_replace_op(logits: torch.Tensor, input_ids: torch.Tensor, is_masked: torch.Tensor, temperature: float,
                       disallow_original: bool, seed: int,
                       offset: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(corrupted_ids, is_replaced, status int64 [3] = (#masked, #NaN/+inf rows, #rows with nothing to draw))."""
-    name = "reference" if logits.dtype == torch.float64 else _backend(logits.device)
-    if name in ("cpp", "cuda"):
-        return torch.ops.electra_fast_C.sample_replace(logits, input_ids, is_masked, temperature, disallow_original,
-                                                       seed, offset)
-    if name == "triton":
-        from ..triton import replace as triton_replace
-
-        return triton_replace.sample_replace(logits, input_ids, is_masked, temperature, disallow_original, seed,
-                                             offset)
-    return reference.sample_replace(logits, input_ids, is_masked, temperature=temperature,
-                                    disallow_original=disallow_original, seed=seed, offset=offset)
+    return dispatch.run(SAMPLE_REPLACE, logits.device, logits.dtype, logits, input_ids, is_masked, temperature,
+                        disallow_original, seed, offset)
 
 
 @sample_replace_op.register_fake
@@ -97,22 +105,27 @@ def _(logits, input_ids, is_masked, temperature, disallow_original, seed, offset
             logits.new_empty(3, dtype=torch.int64))
 
 
+def _reference_statistical_fill(input_ids, is_masked, row_of_token, cdf, offsets, members, seed, offset):
+    return reference.statistical_fill(input_ids, is_masked, row_of_token, cdf, offsets, members, seed=seed,
+                                      offset=offset)
+
+
+STATISTICAL_FILL = dispatch.Op(
+    "statistical_fill",
+    kernel="statistical_fill(Tensor input_ids, Tensor is_masked, Tensor row_of_token, Tensor cdf, Tensor offsets, "
+           "Tensor members, int seed, int offset) -> (Tensor, Tensor)",
+    triton="replace.statistical_fill",
+    reference=_reference_statistical_fill,
+)
+
+
 @torch.library.custom_op("electra_fast::statistical_fill", mutates_args=())
 def statistical_fill_op(input_ids: torch.Tensor, is_masked: torch.Tensor, row_of_token: torch.Tensor,
                         cdf: torch.Tensor, offsets: torch.Tensor, members: torch.Tensor, seed: int,
                         offset: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Replacements drawn from a sampler's tables (electra_fast.samplers.SamplerTables) at masked positions."""
-    name = _backend(input_ids.device)
-    if name in ("cpp", "cuda"):
-        return torch.ops.electra_fast_C.statistical_fill(input_ids, is_masked, row_of_token, cdf, offsets, members,
-                                                         seed, offset)
-    if name == "triton":
-        from ..triton import replace as triton_replace
-
-        return triton_replace.statistical_fill(input_ids, is_masked, row_of_token, cdf, offsets, members, seed,
-                                               offset)
-    return reference.statistical_fill(input_ids, is_masked, row_of_token, cdf, offsets, members, seed=seed,
-                                      offset=offset)
+    return dispatch.run(STATISTICAL_FILL, input_ids.device, input_ids.dtype, input_ids, is_masked, row_of_token,
+                        cdf, offsets, members, seed, offset)
 
 
 @statistical_fill_op.register_fake
