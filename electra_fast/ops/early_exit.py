@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
-from .. import backend
 from .._validation import check_same_device, check_tensor
 from ..reference import early_exit as reference
+from . import _dispatch as dispatch
 
 _LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ID_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
@@ -53,12 +53,6 @@ class Packed(NamedTuple):
     max_seqlen: int
 
 
-def _triton():
-    from ..triton import early_exit as triton_early_exit
-
-    return triton_early_exit
-
-
 def _float32_bound(threshold: float) -> float:
     """The smallest float32 >= logit(threshold): for float32 |x|, |x| < logit(t) <=> |x| < this."""
     exact = reference.threshold_logit(threshold)
@@ -69,18 +63,30 @@ def _float32_bound(threshold: float) -> float:
 
 
 # ------------------------------------------------------------------------------------------ raw ops
+def _launch_exit_mask(kernel, logits, active, input_ids, keep_ids, threshold):
+    # the kernels take active as bytes and compare |x| against the float32 bound of logit(threshold)
+    return kernel(logits, active.view(torch.uint8), input_ids, keep_ids, _float32_bound(threshold))
+
+
+def _reference_exit_mask(logits, active, input_ids, keep_ids, threshold):
+    return reference.exit_mask(logits, active, threshold, keep_ids, input_ids)
+
+
+EXIT_MASK = dispatch.Op(
+    "exit_mask",
+    kernel="exit_mask(Tensor logits, Tensor active, Tensor? input_ids, Tensor? keep_ids, float bound) -> Tensor",
+    triton="early_exit.exit_mask",
+    reference=_reference_exit_mask,
+    reference_dtypes=(torch.float64,),  # compared exactly, in float64, on the reference
+    launch=_launch_exit_mask,
+)
+
+
 @torch.library.custom_op("electra_fast::exit_mask", mutates_args=())
 def exit_mask_op(logits: torch.Tensor, active: torch.Tensor, input_ids: Optional[torch.Tensor],
                  keep_ids: Optional[torch.Tensor], threshold: float) -> torch.Tensor:
     """active (bool) & (|logits| < logit(threshold) | input_ids in keep_ids); ids int64, all contiguous."""
-    name = backend.select(logits.device)
-    if name == "reference" or logits.dtype == torch.float64:  # float64 is compared exactly on the reference
-        return reference.exit_mask(logits, active, threshold, keep_ids, input_ids)
-    bound = _float32_bound(threshold)
-    active_u8 = active.view(torch.uint8)
-    if name == "triton":
-        return _triton().exit_mask(logits, active_u8, input_ids, keep_ids, bound)
-    return torch.ops.electra_fast_C.exit_mask(logits, active_u8, input_ids, keep_ids, bound)
+    return dispatch.run(EXIT_MASK, logits.device, logits.dtype, logits, active, input_ids, keep_ids, threshold)
 
 
 @exit_mask_op.register_fake
@@ -88,16 +94,20 @@ def _(logits, active, input_ids, keep_ids, threshold):
     return torch.empty_like(active)
 
 
+COMPACT = dispatch.Op(
+    "compact",
+    kernel="compact(Tensor active) -> (Tensor, Tensor, int)",
+    triton="early_exit.compact",
+    reference=reference.compact,
+    launch=lambda kernel, active: kernel(active.view(torch.uint8)),
+)
+
+
 @torch.library.custom_op("electra_fast::compact", mutates_args=())
 def compact_op(active: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """(index [N] int64, cu_seqlens [B+1] int32, max_seqlen) of a contiguous [B,T] bool mask.
     The one host synchronisation of a compaction: N and max_seqlen size the outputs."""
-    name = backend.select(active.device)
-    if name == "reference":
-        return reference.compact(active)
-    if name == "triton":
-        return _triton().compact(active.view(torch.uint8))
-    return torch.ops.electra_fast_C.compact(active.view(torch.uint8))
+    return dispatch.run(COMPACT, active.device, active.dtype, active)
 
 
 @compact_op.register_fake
@@ -111,15 +121,18 @@ def _(active):
             active.new_empty(active.shape[0] + 1, dtype=torch.int32), max_seqlen)
 
 
+GATHER_ROWS = dispatch.Op(
+    "gather_rows",
+    kernel="gather_rows(Tensor src, Tensor index) -> Tensor",
+    triton="early_exit.gather_rows",
+    reference=reference.gather_rows,
+)
+
+
 @torch.library.custom_op("electra_fast::gather_rows", mutates_args=())
 def gather_rows_op(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """[N,H] = src[index] for contiguous src [M,H] and int64 index [N] in [0, M)."""
-    name = backend.select(src.device)
-    if name == "reference":
-        return reference.gather_rows(src, index)
-    if name == "triton":
-        return _triton().gather_rows(src, index)
-    return torch.ops.electra_fast_C.gather_rows(src, index)
+    return dispatch.run(GATHER_ROWS, src.device, src.dtype, src, index)
 
 
 @gather_rows_op.register_fake
@@ -127,17 +140,20 @@ def _(src, index):
     return src.new_empty((index.shape[0], src.shape[1]))
 
 
+SCATTER_ROWS = dispatch.Op(
+    "scatter_rows",
+    kernel="scatter_rows(Tensor? tokens, Tensor index, Tensor? base, int num_rows) -> Tensor",
+    triton="early_exit.scatter_rows",
+    reference=reference.scatter_rows,
+)
+
+
 @torch.library.custom_op("electra_fast::scatter_rows", mutates_args=())
 def scatter_rows_op(tokens: Optional[torch.Tensor], index: torch.Tensor, base: Optional[torch.Tensor],
                     num_rows: int) -> torch.Tensor:
     """[num_rows,H]: base (zeros if None) with rows index[i] := tokens[i] (zero rows if tokens is None).
     index entries must be distinct (as a compaction's are)."""
-    name = backend.select(index.device)
-    if name == "reference":
-        return reference.scatter_rows(tokens, index, base, num_rows)
-    if name == "triton":
-        return _triton().scatter_rows(tokens, index, base, num_rows)
-    return torch.ops.electra_fast_C.scatter_rows(tokens, index, base, num_rows)
+    return dispatch.run(SCATTER_ROWS, index.device, index.dtype, tokens, index, base, num_rows)
 
 
 @scatter_rows_op.register_fake
