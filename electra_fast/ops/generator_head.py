@@ -29,9 +29,9 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from .. import backend
 from .._validation import check_same_device, check_seed, check_tensor
 from ..reference import generator_head as reference
+from . import _dispatch as dispatch
 
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -50,25 +50,15 @@ def auto_chunk_size(vocab_size: int, embedding_size: int) -> int:
     return max(rows // 64 * 64, MIN_CHUNK_ROWS)
 
 
-def _kernel_backend(hidden: torch.Tensor) -> str:
-    name = backend.select(hidden.device)
-    return "reference" if hidden.dtype == torch.float64 else name
-
-
-def _rows_kernel(name: str) -> Callable:
-    if name in ("cpp", "cuda"):
-        return torch.ops.electra_fast_C.generator_head_rows
-    from ..triton import generator_head as triton_head
-
-    return triton_head.generator_head_rows
-
-
 def _chunked(rows_kernel: Callable, hidden, weight, bias, targets, grad_scale, temperature, seed, offset,
              ignore_index, chunk_size, grads, sample):
     """The chunk driver: (loss per row [M] fp32, samples [M], grad_hidden, grad_weight, grad_bias) in fp32,
-    None for gradients not asked; gradients for the row scales grad_scale ([1] or [M] fp32)."""
+    None for gradients not asked; gradients for the row scales grad_scale ([1] or [M] fp32).
+    chunk_size 0 = auto_chunk_size(V, E)."""
     m, e = hidden.shape
     v = weight.shape[0]
+    if chunk_size <= 0:
+        chunk_size = auto_chunk_size(v, e)
     f32 = torch.float32
     w = weight.to(f32)
     b = None if bias is None else bias.to(f32)
@@ -99,16 +89,22 @@ def _chunked(rows_kernel: Callable, hidden, weight, bias, targets, grad_scale, t
     return loss, ids, gh, gw, gb
 
 
-def _run(hidden, weight, bias, targets, grad_scale, temperature, seed, offset, ignore_index, chunk_size, grads,
-         sample):
-    name = _kernel_backend(hidden)
-    if name == "reference":
-        return reference.rows_and_grads(hidden, weight, bias, targets, grad_scale, temperature, seed, offset,
-                                        ignore_index, grads, sample)
-    if chunk_size <= 0:
-        chunk_size = auto_chunk_size(weight.shape[0], weight.shape[1])
-    return _chunked(_rows_kernel(name), hidden, weight, bias, targets, grad_scale, temperature, seed, offset,
-                    ignore_index, chunk_size, grads, sample)
+def _reference_rows(hidden, weight, bias, targets, grad_scale, temperature, seed, offset, ignore_index, chunk_size,
+                    grads, sample):
+    return reference.rows_and_grads(hidden, weight, bias, targets, grad_scale, temperature, seed, offset,
+                                    ignore_index, grads, sample)
+
+
+GENERATOR_HEAD = dispatch.Op(
+    "generator_head",
+    kernel="generator_head_rows(Tensor(a!) logits, Tensor targets, Tensor grad_scale, Tensor(b!) loss, "
+           "Tensor(c!) samples, Tensor(d!)? grad_bias, int row_start, float temperature, int seed, int offset, "
+           "int ignore_index, bool write_grad, bool sample) -> ()",
+    triton="generator_head.generator_head_rows",
+    reference=_reference_rows,
+    reference_dtypes=(torch.float64,),
+    launch=_chunked,
+)
 
 
 def _grad_out(g: Optional[torch.Tensor], like: Optional[torch.Tensor], hidden: torch.Tensor) -> torch.Tensor:
@@ -132,8 +128,8 @@ def generator_head_op(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional
     else:
         grad_scale = torch.ones(1, dtype=torch.float32, device=hidden.device)
     grads = (grad_hidden, grad_weight, grad_bias and bias is not None) if reduction != 0 else (False,) * 3
-    rows, ids, gh, gw, gb = _run(hidden, weight, bias, targets, grad_scale, temperature, seed, offset, ignore_index,
-                                 chunk_size, grads, True)
+    rows, ids, gh, gw, gb = dispatch.run(GENERATOR_HEAD, hidden.device, hidden.dtype, hidden, weight, bias, targets,
+                                         grad_scale, temperature, seed, offset, ignore_index, chunk_size, grads, True)
     if reduction == 0:
         loss = rows
     else:
@@ -165,8 +161,8 @@ def generator_head_backward_op(grad_loss: torch.Tensor, hidden: torch.Tensor, we
     each empty unless asked."""
     grad_scale = grad_loss.to(torch.float32).contiguous()
     grads = (grad_hidden, grad_weight, grad_bias and bias is not None)
-    _, _, gh, gw, gb = _run(hidden, weight, bias, targets, grad_scale, 1.0, 0, 0, ignore_index, chunk_size, grads,
-                            False)
+    _, _, gh, gw, gb = dispatch.run(GENERATOR_HEAD, hidden.device, hidden.dtype, hidden, weight, bias, targets,
+                                    grad_scale, 1.0, 0, 0, ignore_index, chunk_size, grads, False)
     return _grad_out(gh, hidden, hidden), _grad_out(gw, weight, hidden), _grad_out(gb, bias, hidden)
 
 
