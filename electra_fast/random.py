@@ -8,7 +8,8 @@ Counter layout, the contract every backend follows bit for bit:
 `offset` names an independent stream: DDP ranks, training steps and ops use different offsets, so
 streams never overlap. An op that needs several numbers for one element uses w1..w3 of the same
 counter and documents which. Implementations: csrc/include/electra_fast/philox.h (C++/CUDA),
-electra_fast/triton/random.py (Triton), electra_fast/reference/random.py (torch integer math).
+electra_fast/triton/random.py (Triton), electra_fast/reference/random.py (torch integer math), declared
+below for electra_fast/ops/_dispatch.py as PHILOX_WORDS and PHILOX_UNIFORM.
 """
 from __future__ import annotations
 
@@ -16,23 +17,32 @@ from typing import Optional
 
 import torch
 
-from . import backend
 from ._validation import check_seed
+from .ops import _dispatch as dispatch
 from .reference import random as _reference
 
 
-def _run(kind: str, out: torch.Tensor, n: int, seed: int, offset: int, start: int) -> torch.Tensor:
-    name = backend.select(out.device)
-    if name in ("cpp", "cuda"):
-        getattr(torch.ops.electra_fast_C, f"philox_{kind}")(out, seed, offset, start)
-    elif name == "triton":
-        from .triton import random as triton_random
+def _reference_words(out: torch.Tensor, seed: int, offset: int, start: int) -> None:
+    out.copy_(_reference.philox_words(out.shape[0], seed=seed, offset=offset, start=start, device=out.device))
 
-        getattr(triton_random, f"philox_{kind}_")(out, seed, offset, start)
-    else:
-        ref = _reference.uniform if kind == "uniform" else _reference.philox_words
-        out.copy_(ref(n, seed=seed, offset=offset, start=start, device=out.device))
-    return out
+
+def _reference_uniform(out: torch.Tensor, seed: int, offset: int, start: int) -> None:
+    out.copy_(_reference.uniform(out.shape[0], seed=seed, offset=offset, start=start, device=out.device))
+
+
+# the kernels fill `out` with counters start .. start+len(out)-1 of stream (seed, offset)
+PHILOX_WORDS = dispatch.Op(
+    "philox_words",
+    kernel="philox_words(Tensor(a!) out, int seed, int offset, int start) -> ()",
+    triton="random.philox_words_",
+    reference=_reference_words,
+)
+PHILOX_UNIFORM = dispatch.Op(
+    "philox_uniform",
+    kernel="philox_uniform(Tensor(a!) out, int seed, int offset, int start) -> ()",
+    triton="random.philox_uniform_",
+    reference=_reference_uniform,
+)
 
 
 def uniform(n: int, *, seed: int, offset: int = 0, device: Optional[torch.device | str] = None) -> torch.Tensor:
@@ -41,7 +51,8 @@ def uniform(n: int, *, seed: int, offset: int = 0, device: Optional[torch.device
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     out = torch.empty(n, dtype=torch.float32, device=device)
-    return _run("uniform", out, n, seed, offset, 0)
+    dispatch.run(PHILOX_UNIFORM, out.device, out.dtype, out, seed, offset, 0)
+    return out
 
 
 def philox_words(n: int, *, seed: int, offset: int = 0, start: int = 0,
@@ -49,5 +60,5 @@ def philox_words(n: int, *, seed: int, offset: int = 0, start: int = 0,
     """[n, 4] int64 holding the uint32 words of counters start .. start+n-1 (for tests and debugging)."""
     check_seed(seed, offset)
     out = torch.empty(n, 4, dtype=torch.int32, device=device)
-    _run("words", out, n, seed, offset, start)
+    dispatch.run(PHILOX_WORDS, out.device, out.dtype, out, seed, offset, start)
     return out.to(torch.int64).bitwise_and(0xFFFFFFFF)

@@ -6,6 +6,7 @@ import torch
 
 import electra_fast._C  # noqa: F401  (registers torch.ops.electra_fast_C)
 from electra_fast import backend, random
+from electra_fast.ops import _dispatch as dispatch
 from electra_fast.reference import random as ref_random
 from tests.helpers import device_backends, pair_id
 
@@ -45,12 +46,7 @@ def _raw_words(name: str, device: str, seed: int, offset: int, start: int, n: in
     if name == "reference":
         return ref_random.philox_words(n, seed=seed, offset=offset, start=start, device=device)
     out = torch.empty(n, 4, dtype=torch.int32, device=device)
-    if name in ("cpp", "cuda"):
-        torch.ops.electra_fast_C.philox_words(out, _s64(seed), _s64(offset), _s64(start))
-    else:
-        from electra_fast.triton import random as triton_random
-
-        triton_random.philox_words_(out, _s64(seed), _s64(offset), _s64(start))
+    dispatch.kernel(random.PHILOX_WORDS, name)(out, _s64(seed), _s64(offset), _s64(start))
     return out.to(torch.int64) & 0xFFFFFFFF
 
 
