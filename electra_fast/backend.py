@@ -8,8 +8,10 @@ Backends (public names):
 
 Choice, first match wins: the innermost `use(name)` context, then the ELECTRA_FAST_BACKEND
 environment variable, then the best for the tensors' device (CUDA: cuda > triton > reference;
-CPU: cpp > reference > triton under the interpreter). Asking for a backend that is not available, or that cannot run on the tensors'
-device, raises a ValueError naming the ones that can.
+CPU: cpp > reference > triton under the interpreter). Asking for a backend that is not available, or
+that cannot run on the tensors' device, raises a ValueError naming the ones that can. An op's inputs of
+a dtype it has no kernel for (float64 in the float ops, for gradcheck) run on the reference whatever
+the choice: electra_fast/ops/_dispatch.py applies `select` and that rule for every op.
 """
 from __future__ import annotations
 
