@@ -10,7 +10,7 @@ An op's declaration (next to its custom op in electra_fast/ops/<op>.py; electra_
                (float64, which is for gradcheck).
     launch     launch(kernel, *args) when the kernels do not take the op's arguments as they are (e.g. a
                threshold precomputed as a float32 bound, or a chunk loop around a row kernel).
-    eager      the op's eager fast path, an autograd.Function (below), or None.
+    eager      the op's eager fast path, an autograd.Function from `eager_function` (below), or None.
 tests/ops/test_dispatch.py checks each declared schema against the registered C++ op, and the custom op's
 schema against it where the arguments pass through unchanged.
 
@@ -82,6 +82,22 @@ def plain_eager(tensors) -> bool:
     return all(type(t) is torch.Tensor and t.device.type != "meta" for t in tensors)
 
 
+def eager_function(name: str, body: Callable, setup_context: Callable,
+                   backward: Callable) -> Type[torch.autograd.Function]:
+    """An op's eager fast path: an autograd.Function named `name` made of its custom op's body, setup_context
+    and backward; `.body` runs the op without autograd. It has the classic forward(ctx, *args) form because
+    Function.apply binds the arguments of a ctx-less forward with inspect.signature on every call, which
+    costs more than a small kernel."""
+
+    def forward(ctx, *args):
+        output = body(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    return type(name, (torch.autograd.Function,),
+                {"body": staticmethod(body), "forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+
 def call(op: Op, custom_op: Callable, *args):
     """custom_op(*args), or in plain eager mode, for an op with an eager fast path, the same body without
     the dispatcher: through op.eager when a gradient is needed, directly when not."""
@@ -90,4 +106,4 @@ def call(op: Op, custom_op: Callable, *args):
         return custom_op(*args)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return op.eager.apply(*args)
-    return op.eager.forward(*args)
+    return op.eager.body(*args)

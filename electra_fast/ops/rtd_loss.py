@@ -66,14 +66,6 @@ def _backward(ctx, grad_loss, _grad_of_grad):
     return grad_logits, None, None, None, None, None
 
 
-class _RTDLossEager(torch.autograd.Function):
-    """electra_fast::rtd_loss without the dispatcher (the eager fast path, ops/_dispatch.py)."""
-
-    forward = staticmethod(_rtd_loss)
-    setup_context = staticmethod(_setup_context)
-    backward = staticmethod(_backward)
-
-
 RTD_LOSS = dispatch.Op(
     "rtd_loss",
     kernel="rtd_loss_fwd(Tensor logits, Tensor labels, Tensor? mask, Tensor? weight, int reduction, "
@@ -81,7 +73,7 @@ RTD_LOSS = dispatch.Op(
     triton="rtd_loss.rtd_loss_fwd",
     reference=_reference_loss,
     reference_dtypes=(torch.float64,),
-    eager=_RTDLossEager,
+    eager=dispatch.eager_function("RTDLossEager", _rtd_loss, _setup_context, _backward),
 )
 rtd_loss_op = torch.library.custom_op("electra_fast::rtd_loss", _rtd_loss, mutates_args=())
 rtd_loss_op.register_fake(_rtd_loss_fake)

@@ -131,25 +131,28 @@ def test_run_passes_the_arguments_unchanged_without_launch():
     assert calls == [] and counts.tolist() == [2, 1, 1, 2]
 
 
-class _Double(torch.autograd.Function):
-    calls = []
+_CALLS = []
 
-    @staticmethod
-    def forward(x):
-        _Double.calls.append("eager")
-        return x * 2
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
+def _double(x):
+    _CALLS.append("body")
+    return x * 2
 
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * 2
+
+def _setup_context(ctx, inputs, output):
+    _CALLS.append("setup_context")
+    ctx.scale = 2
+
+
+def _backward(ctx, grad):
+    return grad * ctx.scale
+
+
+_DOUBLE_EAGER = dispatch.eager_function("DoubleEager", _double, _setup_context, _backward)
 
 
 def _custom_double(x):
-    _Double.calls.append("custom op")
+    _CALLS.append("custom op")
     return x * 2
 
 
@@ -159,21 +162,25 @@ class _Passthrough(TorchDispatchMode):
 
 
 def test_eager_fast_path_only_in_plain_eager():
-    calls = _Double.calls
-    calls.clear()
-    fast = _probe([], eager=_Double)
+    _CALLS.clear()
+    fast = _probe([], eager=_DOUBLE_EAGER)
     x = torch.ones(3)
-    assert torch.equal(dispatch.call(fast, _custom_double, x), x * 2) and calls == ["eager"]
-    y = dispatch.call(fast, _custom_double, x.clone().requires_grad_())
-    assert "_DoubleBackward" in type(y.grad_fn).__name__
-    y.sum().backward()
+    assert torch.equal(dispatch.call(fast, _custom_double, x), x * 2)
+    assert _CALLS == ["body"]  # no gradient needed: the body alone
+    _CALLS.clear()
+    leaf = x.clone().requires_grad_()
+    y = dispatch.call(fast, _custom_double, leaf)
+    assert type(y.grad_fn).__name__ == "DoubleEagerBackward" and _CALLS == ["body", "setup_context"]
+    y.backward(torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(leaf.grad, torch.tensor([2.0, 4.0, 6.0]))
+    _CALLS.clear()
     with torch.no_grad():
-        assert dispatch.call(fast, _custom_double, x.clone().requires_grad_()).grad_fn is None
-    assert calls == ["eager"] * 3
-    calls.clear()
+        assert dispatch.call(fast, _custom_double, leaf).grad_fn is None
+    assert _CALLS == ["body"]
+    _CALLS.clear()
     dispatch.call(fast, _custom_double, torch.ones(3, device="meta"))
     with _Passthrough():
         dispatch.call(fast, _custom_double, x)
     dispatch.call(fast, _custom_double, torch.nn.Parameter(x))
     dispatch.call(_probe([]), _custom_double, x)
-    assert calls == ["custom op"] * 4
+    assert _CALLS == ["custom op"] * 4
