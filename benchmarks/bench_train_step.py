@@ -39,8 +39,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-# this directory (for `common`) and the checkout (so the scripts run without an install)
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+# this directory, for `common`; electra_fast is always the installed package (common.py checks it is built)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 HF_SAMPLINGS = ("gumbel", "multinomial")
 STATISTICAL = ("uniform", "unigram", "cluster")

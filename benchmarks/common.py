@@ -11,7 +11,8 @@ A benchmark script looks like:
     write_results("rtd_loss", rows, args.out)
 
 Run the scripts as `python benchmarks/bench_<op>.py`: they put their own directory on sys.path, so
-`import common` works; common puts the repository root on sys.path when electra_fast is not installed.
+`import common` works. They always measure the installed electra_fast (never a source tree on sys.path),
+and refuse to run, with one line, when the kernels they are asked to time are not built there.
 Every figure a script reports should be a ratio against a baseline timed in the same run.
 """
 from __future__ import annotations
@@ -36,10 +37,24 @@ import torch
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# An installed electra_fast wins; in a development checkout (built with build_ext --inplace) without an
-# install, the in-tree package is used.
 if importlib.util.find_spec("electra_fast") is None:
-    sys.path.insert(0, str(REPO_ROOT))
+    sys.exit("benchmarks: electra_fast is not installed in this Python; the suite measures the installed, built "
+             "package: pip install --no-build-isolation '.[bench]' from the checkout")
+
+
+def require_backends(names: Sequence[str], device: str) -> None:
+    """Exit with one line when a backend the run is asked to time is not available for `device` here."""
+    from electra_fast import _extension, backend
+
+    missing = [n for n in names if n not in backend.available(device)]
+    if missing:
+        import electra_fast
+
+        where = Path(electra_fast.__file__).resolve().parent
+        sys.exit(f"benchmarks: backend(s) {', '.join(missing)} not available for {device} tensors in the installed "
+                 f"electra_fast at {where} (available: {', '.join(backend.available(device))}; C++ extension "
+                 f"{'loaded' if _extension.load() else 'not built'}); rebuild it with pip install "
+                 "--no-build-isolation . or pass --backends")
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -188,6 +203,7 @@ def parse_args(description: str, backends: Sequence[str], argv: Optional[Sequenc
     """make_parser(...).parse_args(argv), with args.backends as a list of names."""
     args = make_parser(description, backends).parse_args(argv)
     args.backends = [b for b in args.backends.split(",") if b]
+    require_backends(args.backends, "cuda" if torch.cuda.is_available() else "cpu")
     return args
 
 

@@ -1,5 +1,5 @@
-"""pytest set-up for `pytest benchmarks/ --benchmark-only` (pytest-benchmark): the checkout and this
-directory importable, torch seeded. Plain `pytest` never comes here (testpaths = ["tests"])."""
+"""pytest set-up for `pytest benchmarks/ --benchmark-only` (pytest-benchmark): this directory importable
+(electra_fast is the installed package), torch seeded. Plain `pytest` never comes here (testpaths = ["tests"])."""
 import sys
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path.insert(0, str(HERE))
 
 
 @pytest.fixture(autouse=True)

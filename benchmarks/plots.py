@@ -6,7 +6,7 @@ ops_speedup.png      per op: speed-up of each implementation over the eager base
 ops_memory.png       per op: peak memory of each implementation
 train_tokens.png     training step tokens/s per configuration, per preset (HF baseline bars in grey)
 flops_saved.png      early exit: discriminator FLOPs saved and wall-clock saved vs threshold
-quality_vs_flops.png held-out RTD AUC / accuracy against FLOPs spent, and probe accuracy per run
+quality_curves.png   fixed-set AUC (uniform, unigram) and MLM accuracy against FLOPs and wall-clock, seed bands
 roofline.png         the H100 projection (labelled as such): projected time per implementation
 A plot whose results file is missing is skipped.
 """
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import OP_KEYS, OP_RESULTS, load  # noqa: E402
 
@@ -128,33 +128,43 @@ def train_plots(plt, out: Path) -> List[Path]:
     return paths
 
 
+QUALITY_PANELS = (("auc_uniform", "fixed-set AUC, uniform corruption (easy)"),
+                  ("auc_unigram", "fixed-set AUC, unigram corruption (hard)"),
+                  ("mlm_accuracy", "held-out MLM accuracy (network generators)"))
+
+
 def quality_plots(plt, out: Path) -> List[Path]:
-    data = load(out, "quality")
+    """Each fixed-set metric against FLOPs spent and against training wall-clock: the seed mean per
+    configuration with a band of +-1 seed std."""
+    data = load(out, "quality_curves")
     if data is None:
         return []
     rows = data["rows"]
-    curves = [r for r in rows if r["section"] == "quality"]
-    probes = [r for r in rows if r["section"] == "probe"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for run in dict.fromkeys(r["run"] for r in curves):
-        sub = [r for r in curves if r["run"] == run]
-        x = [float(r["flops_spent"]) for r in sub]
-        axes[0].plot(x, [float(r["heldout_auc"]) for r in sub], "o-", label=run)
-        axes[1].plot(x, [100 * float(r["heldout_rtd_accuracy"]) for r in sub], "o-", label=run)
-    for ax, name in zip(axes[:2], ("held-out RTD AUC", "held-out RTD accuracy (%)")):
-        ax.set_xlabel("training FLOPs spent")
-        ax.set_ylabel(name)
-        ax.legend(fontsize=7)
-    axes[2].bar(range(len(probes)), [100 * float(r["probe_accuracy"]) for r in probes], color="#4c72b0")
-    axes[2].set_xticks(range(len(probes)), [r["run"] for r in probes], rotation=45, ha="right", fontsize=8)
-    if probes:
-        axes[2].axhline(100 * float(probes[0]["majority_accuracy"]), color="k", lw=0.8, ls=":", label="majority")
-        axes[2].legend(fontsize=7)
-        axes[2].set_ylim(40, 100)
-    axes[2].set_ylabel("probe accuracy (%)")
-    axes[2].set_title("downstream probe (Rotten Tomatoes)", fontsize=9)
+    fig, axes = plt.subplots(2, len(QUALITY_PANELS), figsize=(5 * len(QUALITY_PANELS), 8), squeeze=False)
+    for config in dict.fromkeys(r["config"] for r in rows):
+        sub = [r for r in rows if r["config"] == config]
+        seeds = sorted({r["seed"] for r in sub})
+        by_seed = [[r for r in sub if r["seed"] == s] for s in seeds]
+        points = min(len(c) for c in by_seed)
+        for col, (metric, _) in enumerate(QUALITY_PANELS):
+            if not all(metric in c[i] and c[i][metric] not in ("", None) for c in by_seed for i in range(points)):
+                continue
+            values = [[float(c[i][metric]) for c in by_seed] for i in range(points)]
+            mean = [sum(v) / len(v) for v in values]
+            std = [(sum((x - m) ** 2 for x in v) / max(len(v) - 1, 1)) ** 0.5 for v, m in zip(values, mean)]
+            for row, key in enumerate(("flops", "seconds")):
+                x = [sum(float(c[i][key]) for c in by_seed) / len(by_seed) for i in range(points)]
+                ax = axes[row, col]
+                line, = ax.plot(x, mean, "o-", ms=3, label=config)
+                ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                                color=line.get_color(), alpha=0.2)
+    for col, (_, title) in enumerate(QUALITY_PANELS):
+        for row, xlabel in enumerate(("training FLOPs spent", "training wall-clock (s)")):
+            axes[row, col].set_title(title, fontsize=9)
+            axes[row, col].set_xlabel(xlabel)
+            axes[row, col].legend(fontsize=7)
     fig.tight_layout()
-    path = out / "quality_vs_flops.png"
+    path = out / "quality_curves.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 OP_RESULTS = ("rtd_loss", "replace", "generator_head", "early_exit")
 # columns that identify a row of an op benchmark (whichever a script has), then the figures worth quoting
@@ -83,22 +83,54 @@ def train_step_section(data: Dict[str, object]) -> List[str]:
     return lines + [""]
 
 
-def quality_section(data: Dict[str, object]) -> List[str]:
-    rows = [r for r in data["rows"] if r["section"] == "quality_summary"]
-    lines = ["## Quality at equal compute (tiny preset, one FLOPs budget, bundled corpus)", "",
-             "Held-out RTD accuracy/AUC use each run's own generator (comparable between the network-"
-             "generator runs); the probe (logistic regression on frozen mean-pooled discriminator features, "
-             "Rotten Tomatoes fresh/rotten, split by movie) is the common yardstick.", ""]
+def quality_section(out_dir: Path) -> List[str]:
+    summary, verdicts, runs = (load(out_dir, n) for n in ("quality_summary", "quality_verdicts", "quality"))
+    if summary is None:
+        return ["## Quality at equal compute", "", "not run", ""]
+    rows = summary["rows"]
+    loads = [float(r["load_average"]) for r in (runs or {"rows": []})["rows"] if r.get("load_average") not in ("", None)]
+    lines = ["## Quality at equal compute (fixed held-out yardstick, seeds, equal FLOPs)", "",
+             "Every configuration trains on the baseline's FLOPs budget; all are scored on the same held-out tokens, "
+             "corrupted once by a uniform (easy) and a unigram (hard) corrupter (ROC-AUC), and fine-tuned on the "
+             "Rotten Tomatoes snippets (movie-level split). Mean +- seed std; `vs baseline` is the paired "
+             "difference (same seeds), marked * when it is larger than the seed spread. `FLOPs to baseline` is the "
+             "fraction of the baseline's FLOPs at which the configuration's seed-mean first reaches the baseline's "
+             "final seed-mean AUC.", ""]
+    if loads:
+        lines += [f"1-minute load average during the runs: {min(loads):.2f}-{max(loads):.2f}.", ""]
+
+    def ms(key, scale=1.0):
+        return lambda r: ("" if r.get(key) in ("", None) else
+                          f"{scale * float(r[key]):.3f} +- {scale * float(r.get(key + '_std') or 0):.3f}")
+
+    def diff(key):
+        def cell(r):
+            if r.get(key + "_vs_baseline") in ("", None):
+                return ""
+            mark = "*" if str(r.get(key + "_counts")) == "True" else ""
+            return f"{float(r[key + '_vs_baseline']):+.3f}{mark}"
+        return cell
+
+    def frac(key):
+        return lambda r: ("" if r.get(key) in ("", None) else
+                          ("not reached" if math.isnan(float(r[key])) else f"{float(r[key]):.2f}"))
+
     lines += table(rows, [
-        ("run", "run"), ("steps", "steps"), ("held-out RTD acc", lambda r: pct(r.get("heldout_rtd_accuracy"))),
-        ("held-out AUC", "heldout_auc"), ("active tokens", lambda r: pct(r.get("heldout_mean_active"))),
-        ("probe acc", lambda r: pct(r.get("probe_accuracy"))),
-        ("RTD acc vs baseline (pts)", "rtd_accuracy_delta_pts"), ("probe vs baseline (pts)", "probe_delta_pts"),
+        ("config", "config"), ("seeds", "seeds"), ("steps", lambda r: f"{float(r['steps']):.0f}"),
+        ("AUC uniform", ms("auc_uniform")), ("vs baseline", diff("auc_uniform")),
+        ("AUC unigram", ms("auc_unigram")), ("vs baseline", diff("auc_unigram")),
+        ("recall@5%FPR unigram", ms("recall5_unigram")),
+        ("fine-tuned acc", ms("finetune_accuracy")), ("vs baseline", diff("finetune_accuracy")),
+        ("probe acc", ms("probe_accuracy")), ("MLM acc", ms("mlm_accuracy")),
+        ("FLOPs to baseline (uniform / unigram)",
+         lambda r: f"{frac('flops_to_baseline_uniform')(r)} / {frac('flops_to_baseline_unigram')(r)}"),
+        ("wall-clock to baseline (unigram)", frac("wall_to_baseline_unigram")),
     ])
-    control = next((r for r in rows if str(r["run"]).startswith("untrained")), None)
-    if control is not None:
-        lines += ["", f"Controls: an untrained discriminator probes at {pct(control['probe_accuracy'])}; "
-                      f"the majority class is {pct(control.get('probe_majority_accuracy'))}."]
+    majority = next((r.get("majority_accuracy") for r in (runs or {"rows": []})["rows"]), None)
+    if majority not in (None, ""):
+        lines += ["", f"Majority class of the review test split: {pct(majority)}."]
+    if verdicts is not None:
+        lines += [""] + [f"- {r['verdict']}" for r in verdicts["rows"]]
     return lines + [""]
 
 
@@ -147,17 +179,6 @@ def headline(out_dir: Path) -> List[str]:
             lines.append(f"| {r['preset']} | {r['config']} | {float(r['tokens_per_s']):,.0f} | "
                          f"{float(r['speedup_vs_hf_fastest']):.2f}x | {pct(r.get('disc_flops_saved'))} | "
                          f"{pct(r.get('wall_saved_vs_ours'))} |")
-    q = load(out_dir, "quality")
-    if q is not None:
-        summary = {r["run"]: r for r in q["rows"] if r["section"] == "quality_summary"}
-        if "baseline" in summary:
-            lines += ["", "| run (equal FLOPs) | held-out RTD accuracy | probe accuracy | probe vs baseline |",
-                      "|---|---|---|---|"]
-            for name, r in summary.items():
-                if name.startswith("untrained"):
-                    continue
-                lines.append(f"| {name} | {pct(r.get('heldout_rtd_accuracy'))} | {pct(r.get('probe_accuracy'))} | "
-                             f"{fmt(r.get('probe_delta_pts'))} pts |")
     return lines
 
 
@@ -165,7 +186,7 @@ def build(out_dir: Path) -> str:
     """The whole summary as Markdown."""
     out_dir = Path(out_dir)
     machine = None
-    for name in ("run_status", "train_step", "quality", "roofline") + OP_RESULTS:
+    for name in ("run_status", "train_step", "quality_summary", "roofline") + OP_RESULTS:
         data = load(out_dir, name)
         if data is not None:
             machine = data["machine"]
@@ -178,8 +199,7 @@ def build(out_dir: Path) -> str:
         lines += ["## Headline", ""] + head + [""]
     ts = load(out_dir, "train_step")
     lines += train_step_section(ts) if ts else ["## Training step", "", "not run", ""]
-    q = load(out_dir, "quality")
-    lines += quality_section(q) if q else ["## Quality at equal compute", "", "not run", ""]
+    lines += quality_section(out_dir)
     lines += ["## Ops (CPU; ratios against baselines timed in the same run)", ""]
     for name in OP_RESULTS:
         data = load(out_dir, name)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 # this directory (for `common`) and the checkout (so the scripts run without an install)
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 HBM_BYTES_PER_S = 3.35e12
 TENSOR_FLOPS = 990e12

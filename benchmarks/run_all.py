@@ -9,7 +9,7 @@ Sections, in order (each failure is recorded and the rest still run):
     train_step  ELECTRA training step, ours vs the Hugging Face baseline (bench_train_step.py)
     flops       analytic FLOPs per step (generator, discriminator, heads) per preset, and the fraction
                 early exit saves at each threshold from the per-layer active fractions measured above
-    quality     equal-FLOPs pre-training runs + the downstream probe (bench_quality.py)
+    quality     equal-FLOPs pre-training runs, seeds, scored on a fixed held-out yardstick + fine-tuning (bench_quality.py)
     roofline    the H100 roofline projection of every op (roofline.py), labelled as a projection
     gpu         the op benchmarks again on CUDA (Triton and CUDA backends side by side) when a GPU is
                 present; recorded as skipped otherwise
@@ -19,7 +19,6 @@ then the PNG plots (plots.py) and the Markdown summary (report.py). Results: <DI
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -30,26 +29,19 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path.insert(0, str(HERE))
 
 SECTIONS = ("ops", "train_step", "flops", "quality", "roofline", "gpu")
 OP_SCRIPTS = ("bench_rtd_loss.py", "bench_replace.py", "bench_generator_head.py", "bench_early_exit.py")
 OP_TIMEOUT_S = {"quick": 150, "full": 1200}
 
 
-def _env() -> Dict[str, str]:
-    """The child processes' environment: the checkout importable, nothing else changed."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return env
-
-
 def run_script(script: Path, args: Sequence[str], timeout: float) -> Dict[str, object]:
     """Run one benchmark script in its own process; its status row (stdout/stderr tail on failure)."""
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, str(script), *args], env=_env(), cwd=HERE.parent,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                              timeout=timeout)
         ok = proc.returncode == 0
         note = "" if ok else f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-600:]}"
         if ok:
@@ -64,10 +56,6 @@ def ops_section(out: Path, quick: bool, extra: Sequence[str] = (), section: str 
     rows = []
     for name in OP_SCRIPTS:
         script = HERE / name
-        if not script.is_file():
-            rows.append({"section": section, "name": Path(name).stem, "status": "missing",
-                         "note": f"{name} is not in this checkout", "seconds": 0.0})
-            continue
         args = ["--out", str(out), *(["--quick"] if quick else []), *extra]
         row = run_script(script, args, OP_TIMEOUT_S["quick" if quick else "full"])
         row["section"] = section
@@ -126,11 +114,13 @@ def timed(name: str, fn: Callable[[], Optional[str]]) -> Dict[str, object]:
 def run(out: Path, quick: bool = False, sections: Sequence[str] = SECTIONS,
         presets: Sequence[str] = ("tiny", "small")) -> List[Dict[str, object]]:
     """Run the chosen sections into `out`, then the plots and the summary; returns the status rows."""
-    from common import write_results
+    from common import require_backends, write_results
 
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)}; expected some of {list(SECTIONS)}")
+    if set(sections) & {"ops", "train_step", "quality"}:
+        require_backends(["cpp"], "cpu")  # what "ours" means on this machine: the built C++ kernels
     out.mkdir(parents=True, exist_ok=True)
     status: List[Dict[str, object]] = []
     train_rows: List[Dict[str, object]] = []
@@ -147,7 +137,8 @@ def run(out: Path, quick: bool = False, sections: Sequence[str] = SECTIONS,
     def quality():
         import bench_quality
 
-        write_results("quality", bench_quality.run(quick), out)
+        for name, rows in bench_quality.run(quick).items():
+            write_results(name, rows, out)
 
     def roofline():
         import roofline as rl

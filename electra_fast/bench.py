@@ -1,9 +1,9 @@
 """`electra-fast bench [--quick] [--out DIR]`: the benchmark suite (benchmarks/run_all.py) from the command line.
 
-The suite lives in the repository's benchmarks/ directory, not in the installed package (it needs the
-Hugging Face baseline, matplotlib and a corpus of its own). It is found, first match wins, at
-`--benchmarks-dir` (only there when given), at $ELECTRA_FAST_BENCHMARKS, next to the package (a source checkout or an editable
-install), or under the current directory.
+The suite's code lives in the repository's benchmarks/ directory and is installed with the package as
+`electra_fast._benchmarks` (setup.py maps the one onto the other), so it runs after `pip install
+"electra_fast[bench]"` from any folder. `--benchmarks-dir` (or $ELECTRA_FAST_BENCHMARKS) runs another copy
+of the suite instead; either way it measures the installed package.
 
 For the CLI: `add_arguments(parser)` adds the options to a sub-parser, `run(args) -> int` runs it;
 `main(argv) -> int` is the same as a standalone entry.
@@ -15,35 +15,31 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 ENV_VAR = "ELECTRA_FAST_BENCHMARKS"
-
-
-def candidates(explicit: Optional[str] = None) -> List[Path]:
-    """Where the benchmarks directory may be, in the order they are tried (only `explicit` when given)."""
-    if explicit:
-        return [Path(explicit)]
-    found = []
-    if os.environ.get(ENV_VAR):
-        found.append(Path(os.environ[ENV_VAR]))
-    found += [Path(__file__).resolve().parent.parent / "benchmarks", Path.cwd() / "benchmarks"]
-    return found
+DEFAULT_OUT = "bench_results"
 
 
 def find_benchmarks(explicit: Optional[str] = None) -> Path:
-    """The first candidate directory holding run_all.py; FileNotFoundError naming all of them otherwise."""
-    tried = candidates(explicit)
-    for path in tried:
-        if (path / "run_all.py").is_file():
-            return path.resolve()
-    raise FileNotFoundError("the benchmark suite (benchmarks/run_all.py) is not here; run from a source "
-                            f"checkout or pass --benchmarks-dir. Tried: {', '.join(map(str, tried))}")
+    """The suite's directory: `explicit`, else $ELECTRA_FAST_BENCHMARKS, else the installed copy."""
+    chosen = explicit or os.environ.get(ENV_VAR)
+    if chosen:
+        path = Path(chosen)
+        if not (path / "run_all.py").is_file():
+            raise FileNotFoundError(f"no benchmark suite at {path} (it has no run_all.py)")
+        return path.resolve()
+    spec = importlib.util.find_spec("electra_fast._benchmarks")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(root) / "run_all.py").is_file():
+            return Path(root).resolve()
+    raise FileNotFoundError("this electra_fast install has no benchmark suite (electra_fast._benchmarks); "
+                            "reinstall it with pip install 'electra_fast[bench]'")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the < 5 minute demo: small shapes, few repeats")
-    parser.add_argument("--out", default=None, help="results directory (default: benchmarks/results/)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="results directory (default: ./%(default)s)")
     parser.add_argument("--sections", default=None,
                         help="comma-separated subset of ops,train_step,flops,quality,roofline,gpu (default: all)")
     parser.add_argument("--presets", default=None, help="training-step presets (default: tiny,small)")

