@@ -8,7 +8,7 @@
 #include <cstring>
 #include <limits>
 
-#include "cpu_utils.h"
+#include "electra_fast/checks.h"
 #include "electra_fast/compaction.h"
 
 namespace electra_fast {
@@ -18,20 +18,12 @@ namespace {
 // Rows per parallel task: about 64 KiB of copying, so small rows do not drown in scheduling.
 int64_t row_grain(int64_t row_bytes) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(row_bytes, 1)); }
 
+// Tokens per parallel task of the exit decision.
+constexpr int64_t kTokenGrain = 4096;
+
 // Mask rows per parallel task of the compaction: ~256K tokens. A byte scan of that size takes ~0.1 ms,
 // so a typical batch (B*T ~ 16K-64K) compacts on one thread instead of paying for two parallel regions.
 int64_t mask_grain(int64_t row_len) { return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(row_len, 1)); }
-
-void check_index(const at::Tensor& index, const char* name) {
-  check_cpu_contiguous(index, name);
-  TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1, name, " must be a 1-D int64 tensor, got ",
-              index.scalar_type(), " of shape ", index.sizes());
-}
-
-void check_rows(const at::Tensor& t, const char* name) {
-  check_cpu_contiguous(t, name);
-  TORCH_CHECK(t.dim() == 2, name, " must be 2-D [rows, H], got shape ", t.sizes());
-}
 
 inline void check_row_in_range(int64_t row, int64_t num_rows) {
   TORCH_CHECK(row >= 0 && row < num_rows, "index out of range: row ", row, " of ", num_rows);
@@ -41,26 +33,10 @@ inline void check_row_in_range(int64_t row, int64_t num_rows) {
 
 at::Tensor exit_mask(const at::Tensor& logits, const at::Tensor& active, const c10::optional<at::Tensor>& input_ids,
                      const c10::optional<at::Tensor>& keep_ids, double bound) {
-  check_cpu_contiguous(logits, "exit_logits");
-  TORCH_CHECK(is_kernel_float(logits.scalar_type()), "exit_logits must be float32, float16 or bfloat16, got ",
-              logits.scalar_type());
-  check_cpu_contiguous(active, "active");
-  TORCH_CHECK(active.scalar_type() == at::kByte, "active must be uint8 (a bool mask viewed as uint8)");
-  check_same_numel(active, logits.numel(), "active");
-  TORCH_CHECK(input_ids.has_value() == keep_ids.has_value(), "input_ids and keep_ids go together");
-  const int64_t* ids = nullptr;
-  const int64_t* keep = nullptr;
-  int64_t num_keep = 0;
-  if (keep_ids.has_value()) {
-    check_cpu_contiguous(*input_ids, "input_ids");
-    check_cpu_contiguous(*keep_ids, "keep_ids");
-    TORCH_CHECK(input_ids->scalar_type() == at::kLong && keep_ids->scalar_type() == at::kLong,
-                "input_ids and keep_ids must be int64");
-    check_same_numel(*input_ids, logits.numel(), "input_ids");
-    ids = input_ids->data_ptr<int64_t>();
-    keep = keep_ids->data_ptr<int64_t>();
-    num_keep = keep_ids->numel();
-  }
+  check_exit_mask_args(logits, active, input_ids, keep_ids);
+  const int64_t* ids = keep_ids.has_value() ? input_ids->data_ptr<int64_t>() : nullptr;
+  const int64_t* keep = keep_ids.has_value() ? keep_ids->data_ptr<int64_t>() : nullptr;
+  const int64_t num_keep = keep_ids.has_value() ? keep_ids->numel() : 0;
   at::Tensor out = at::empty(logits.sizes(), logits.options().dtype(at::kBool));
   const int64_t n = logits.numel();
   const float fbound = static_cast<float>(bound);  // exact: the host passes a float32 value
@@ -68,7 +44,7 @@ at::Tensor exit_mask(const at::Tensor& logits, const at::Tensor& active, const c
   bool* o = out.data_ptr<bool>();
   EF_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "exit_mask_cpu", [&] {
     const scalar_t* x = logits.data_ptr<scalar_t>();
-    at::parallel_for(0, n, kReduceBlock, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, n, kTokenGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const bool kept = ids != nullptr && id_is_kept(ids[i], keep, num_keep);
         o[i] = stays_active(a[i] != 0, static_cast<float>(x[i]), fbound, kept);
@@ -80,8 +56,7 @@ at::Tensor exit_mask(const at::Tensor& logits, const at::Tensor& active, const c
 
 // (index [N] int64, cu_seqlens [B+1] int32, max_seqlen) of active [B,T] (uint8 0/1).
 std::tuple<at::Tensor, at::Tensor, int64_t> compact(const at::Tensor& active) {
-  check_cpu_contiguous(active, "active");
-  TORCH_CHECK(active.scalar_type() == at::kByte && active.dim() == 2, "active must be a 2-D uint8 mask [B, T]");
+  check_compact_args(active);
   const int64_t rows = active.size(0), row_len = active.size(1);
   const uint8_t* a = active.data_ptr<uint8_t>();
   std::vector<int64_t> cu(static_cast<size_t>(rows) + 1, 0);
@@ -122,8 +97,7 @@ std::tuple<at::Tensor, at::Tensor, int64_t> compact(const at::Tensor& active) {
 
 // out[i] = src[index[i]]: [N, H] from [M, H].
 at::Tensor gather_rows(const at::Tensor& src, const at::Tensor& index) {
-  check_rows(src, "src");
-  check_index(index, "index");
+  check_gather_rows_args(src, index);
   const int64_t n = index.size(0), num_rows = src.size(0);
   const int64_t row_bytes = src.size(1) * static_cast<int64_t>(src.element_size());
   at::Tensor out = at::empty({n, src.size(1)}, src.options());
@@ -143,24 +117,9 @@ at::Tensor gather_rows(const at::Tensor& src, const at::Tensor& index) {
 // base (zeros when absent) [num_rows, H] with rows index[i] := tokens[i] (zero rows when tokens is absent).
 at::Tensor scatter_rows(const c10::optional<at::Tensor>& tokens, const at::Tensor& index,
                         const c10::optional<at::Tensor>& base, int64_t num_rows) {
-  TORCH_CHECK(tokens.has_value() || base.has_value(), "scatter_rows needs tokens or base");
-  check_index(index, "index");
-  const at::Tensor& like = tokens.has_value() ? *tokens : *base;
-  check_rows(like, tokens.has_value() ? "tokens" : "base");
-  const int64_t h = like.size(1), n = index.size(0);
-  if (tokens.has_value()) {
-    TORCH_CHECK(tokens->size(0) == n, "tokens must have one row per index entry (", n, "), got ", tokens->size(0));
-  }
-  at::Tensor out;
-  if (base.has_value()) {
-    check_rows(*base, "base");
-    TORCH_CHECK(base->size(0) == num_rows && base->size(1) == h && base->scalar_type() == like.scalar_type(),
-                "base must be [", num_rows, ", ", h, "] of dtype ", like.scalar_type());
-    out = base->clone();
-  } else {
-    out = at::zeros({num_rows, h}, like.options());
-  }
-  const int64_t row_bytes = h * static_cast<int64_t>(like.element_size());
+  at::Tensor out = scatter_rows_output(tokens, index, base, num_rows);
+  const int64_t n = index.size(0);
+  const int64_t row_bytes = out.size(1) * static_cast<int64_t>(out.element_size());
   const int64_t* idx = index.data_ptr<int64_t>();
   const char* t = tokens.has_value() ? static_cast<const char*>(tokens->data_ptr()) : nullptr;
   char* o = static_cast<char*>(out.data_ptr());

@@ -1,26 +1,14 @@
 // Explicit-SIMD float exp and log1p on the ranges the RTD loss needs, on GCC vector types (8 floats;
-// built as AVX2+FMA or as pairs of SSE registers, see EF_CPU_MULTIVERSION). Cephes-style polynomials;
-// measured against double-precision exp/log1p over 1e8 points: exp_nonpos <= 1.5 ulp, log1p_unit
-// <= 2.1 ulp. Why not scalar loops left to the auto-vectoriser: glibc before 2.38 has no SIMD log1pf,
-// and GCC (with the default -ftrapping-math) keeps a branch, hence a scalar loop, wherever jump
+// one AVX register, or a pair of SSE registers in the baseline build, see cpu_isa.h). Cephes-style
+// polynomials; measured against double-precision exp/log1p over 1e8 points: exp_nonpos <= 1.5 ulp,
+// log1p_unit <= 2.1 ulp. Why not scalar loops left to the auto-vectoriser: glibc before 2.38 has no SIMD
+// log1pf, and GCC (with the default -ftrapping-math) keeps a branch, hence a scalar loop, wherever jump
 // threading puts floating-point arithmetic under a condition; explicit vectors do not depend on either.
 #pragma once
 #include <cstdint>
 #include <cstring>
 
-// x86-64 function multiversioning: a function defined twice, once EF_CPU_TARGET_AVX2 and once
-// EF_CPU_TARGET_DEFAULT, gets an AVX2+FMA build and a baseline one, chosen at load time by CPU features.
-// (GCC 12's target_clones("arch=haswell") dispatches on the CPU *model*, and target_clones("avx2") was
-// seen to pick the baseline on an AVX-512 Xeon; the target-attribute form dispatches correctly.)
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
-#define EF_CPU_MULTIVERSION 1
-#define EF_CPU_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define EF_CPU_TARGET_DEFAULT __attribute__((target("default")))
-#endif
-
-// always_inline: GCC does not inline a plain inline function into a function built for another
-// target (a multiversioned one).
-#define EF_CPU_MATH_INLINE __attribute__((always_inline)) inline
+#include "electra_fast/macros.h"
 
 namespace electra_fast {
 namespace cpu {
@@ -30,24 +18,24 @@ typedef float vfloat __attribute__((vector_size(4 * kLanes)));
 typedef int32_t vint __attribute__((vector_size(4 * kLanes)));
 typedef uint8_t vbyte __attribute__((vector_size(kLanes)));
 
-EF_CPU_MATH_INLINE vfloat vsplat(float v) { return vfloat{} + v; }
+EF_ALWAYS_INLINE vfloat vsplat(float v) { return vfloat{} + v; }
 
-EF_CPU_MATH_INLINE vfloat vload(const float* p) {
+EF_ALWAYS_INLINE vfloat vload(const float* p) {
   vfloat v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 
-EF_CPU_MATH_INLINE void vstore(float* p, vfloat v) { std::memcpy(p, &v, sizeof v); }
+EF_ALWAYS_INLINE void vstore(float* p, vfloat v) { std::memcpy(p, &v, sizeof v); }
 
 // kLanes bytes widened to floats (0..255 -> 0.0..255.0)
-EF_CPU_MATH_INLINE vfloat vload_bytes(const uint8_t* p) {
+EF_ALWAYS_INLINE vfloat vload_bytes(const uint8_t* p) {
   vbyte b;
   std::memcpy(&b, p, sizeof b);
   return __builtin_convertvector(b, vfloat);
 }
 
-EF_CPU_MATH_INLINE float vsum(vfloat v) {
+EF_ALWAYS_INLINE float vsum(vfloat v) {
   float s = 0.f;
   for (int k = 0; k < kLanes; ++k) s += v[k];
   return s;
@@ -55,7 +43,7 @@ EF_CPU_MATH_INLINE float vsum(vfloat v) {
 
 // exp(t) for t <= 0. Below -87 (where exp(t) < 1.7e-38 leaves the normal range) it returns exp(-87):
 // callers only add it to 1 or to an O(1) term, where the difference is far below one ulp.
-EF_CPU_MATH_INLINE vfloat exp_nonpos(vfloat t) {
+EF_ALWAYS_INLINE vfloat exp_nonpos(vfloat t) {
   t = t < vsplat(-87.f) ? vsplat(-87.f) : t;
   // t = n ln2 + r, |r| <= ln2 / 2; n rounded to nearest by the 1.5 * 2^23 trick (exact for |n| < 2^22)
   const vfloat n = (t * 1.44269504088896341f + 12582912.f) - 12582912.f;
@@ -74,7 +62,7 @@ EF_CPU_MATH_INLINE vfloat exp_nonpos(vfloat t) {
 // log1p(e) for e in [0, 1]. log(1 + f) = f - f^2/2 + f^3 P(f) holds for f in [sqrt(1/2) - 1, sqrt(2) - 1];
 // e above sqrt(2) - 1 is brought there by log(1 + e) = ln2 + log(1 + (e - 1) / 2) (e - 1 is exact in
 // float for e in [1/2, 1], and off by at most 2^-25 for e in (0.414, 1/2)).
-EF_CPU_MATH_INLINE vfloat log1p_unit(vfloat e) {
+EF_ALWAYS_INLINE vfloat log1p_unit(vfloat e) {
   const vint big = e > vsplat(0.41421356237f);
   const vfloat f = big ? (e - 1.f) * 0.5f : e;
   const vfloat z = f * f;

@@ -3,7 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "cpu_utils.h"
+#include "electra_fast/checks.h"
 #include "electra_fast/philox.h"
 
 namespace electra_fast {
@@ -11,8 +11,7 @@ namespace cpu {
 
 // out [n, 4] int32: the four words of counters start .. start+n-1 of stream (seed, offset).
 void philox_words_cpu(at::Tensor& out, int64_t seed, int64_t offset, int64_t start) {
-  check_cpu_contiguous(out, "out");
-  TORCH_CHECK(out.scalar_type() == at::kInt && out.dim() == 2 && out.size(1) == 4, "out must be int32 [n, 4]");
+  check_philox_words_out(out);
   uint32_t* o = reinterpret_cast<uint32_t*>(out.data_ptr<int32_t>());
   at::parallel_for(0, out.size(0), 2048, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
@@ -25,8 +24,7 @@ void philox_words_cpu(at::Tensor& out, int64_t seed, int64_t offset, int64_t sta
 
 // out [n] float32: uniforms in (0, 1) from word 0 of counters start .. start+n-1.
 void philox_uniform_cpu(at::Tensor& out, int64_t seed, int64_t offset, int64_t start) {
-  check_cpu_contiguous(out, "out");
-  TORCH_CHECK(out.scalar_type() == at::kFloat, "out must be float32");
+  check_philox_uniform_out(out);
   float* o = out.data_ptr<float>();
   at::parallel_for(0, out.numel(), 2048, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {

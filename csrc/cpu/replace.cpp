@@ -1,87 +1,44 @@
 // CPU kernels of masking and sampled replacement. Contract and layout of the random words:
-// electra_fast/ops/replace.py; per-element math: csrc/include/electra_fast/masking.h; the row-sampling
-// contract: csrc/include/electra_fast/sampling.h.
+// electra_fast/ops/replace.py; per-element math: csrc/include/electra_fast/masking.h; the row sampler:
+// csrc/include/electra_fast/sampling.h.
 //
-// sample_replace: one task per logits row (at::parallel_for), the row sampler in replace_row.h,
-// compiled per ISA and picked at run time.
+// sample_replace: one task per logits row (at::parallel_for), the row sampler built per instruction set
+// (cpu_isa.h).
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
 
-#include "cpu_utils.h"
-#include "electra_fast/cpu_simd.h"
+#include "electra_fast/checks.h"
+#include "electra_fast/cpu_isa.h"
 #include "electra_fast/masking.h"
 #include "electra_fast/philox.h"
+#include "electra_fast/sampling.h"
 
 namespace electra_fast {
 namespace cpu {
 namespace {
 
-constexpr int64_t kChunk = 512;
-
-// Outcome of one row: 0 sampled, 1 the row holds NaN or +inf, 2 no finite allowed logit.
-enum RowFlag : int8_t { kRowOk = 0, kRowNonFinite = 1, kRowEmpty = 2 };
-
-struct RowSample {
-  int64_t id;
-  RowFlag flag;
-};
-
-// Row samplers compiled for the baseline, AVX2 and AVX-512 (glibc's vector expf comes in all three).
-namespace isa_base {
-#include "replace_row.h"
-}  // namespace isa_base
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define EF_REPLACE_X86 1
-namespace isa_avx2 {
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#include "replace_row.h"
-#pragma GCC pop_options
-}  // namespace isa_avx2
-namespace isa_avx512 {
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
-#include "replace_row.h"
-#pragma GCC pop_options
-}  // namespace isa_avx512
-#endif
-
-template <typename scalar_t>
-using RowSampler = RowSample (*)(const scalar_t*, int64_t, int64_t, float, bool, float, std::vector<double>&);
-
-// The best row sampler this CPU runs (checked at call time, after the CPU model is initialised).
-template <typename scalar_t>
-RowSampler<scalar_t> pick_row_sampler() {
-#ifdef EF_REPLACE_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
-    return &isa_avx512::sample_row<scalar_t>;
+// One row of logits of any kernel dtype through sampling.h's sample_row.
+EF_ALWAYS_INLINE RowSample sample_logits_row(const void* row, at::ScalarType dtype, int64_t v, int64_t skip,
+                                             float inv_t, bool greedy, float u, double* partial) {
+  switch (dtype) {
+    case at::kHalf: return sample_row(static_cast<const at::Half*>(row), v, skip, inv_t, greedy, u, partial);
+    case at::kBFloat16: return sample_row(static_cast<const at::BFloat16*>(row), v, skip, inv_t, greedy, u, partial);
+    default: return sample_row(static_cast<const float*>(row), v, skip, inv_t, greedy, u, partial);
   }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &isa_avx2::sample_row<scalar_t>;
-#endif
-  return &isa_base::sample_row<scalar_t>;
 }
 
-void check_ids(const at::Tensor& ids, const char* name) {
-  check_cpu_contiguous(ids, name);
-  TORCH_CHECK(ids.scalar_type() == at::kLong || ids.scalar_type() == at::kInt, name, " must be int32 or int64, got ",
-              ids.scalar_type());
-}
+EF_CPU_VARIANTS(RowSample, sample_logits_row,
+                (const void* row, at::ScalarType dtype, int64_t v, int64_t skip, float inv_t, bool greedy, float u,
+                 double* partial),
+                (row, dtype, v, skip, inv_t, greedy, u, partial), sample_logits_row)
 
-void check_bool(const at::Tensor& t, int64_t numel, const char* name) {
-  check_cpu_contiguous(t, name);
-  TORCH_CHECK(t.scalar_type() == at::kBool, name, " must be bool, got ", t.scalar_type());
-  check_same_numel(t, numel, name);
-}
-
-#define EF_DISPATCH_IDS(TYPE, NAME, ...) \
-  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kInt, __VA_ARGS__) AT_DISPATCH_CASE(at::kLong, __VA_ARGS__))
+const CpuKernel<decltype(&sample_logits_row_baseline)> row_sampler("sample_replace", &sample_logits_row_baseline,
+                                                                    &sample_logits_row_avx2,
+                                                                    &sample_logits_row_avx512);
 
 }  // namespace
 
@@ -91,13 +48,8 @@ std::tuple<at::Tensor, at::Tensor> mask_tokens_cpu(const at::Tensor& input_ids,
                                                    const at::Tensor& special_ids, double mask_prob,
                                                    int64_t mask_token_id, double mask_fraction, int64_t seed,
                                                    int64_t offset) {
-  check_ids(input_ids, "input_ids");
-  TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T], got ", input_ids.sizes());
+  check_mask_tokens_args(input_ids, attention_mask, special_ids);
   const int64_t rows = input_ids.size(0), len = input_ids.size(1);
-  TORCH_CHECK(len < kMaxSeqLen, "sequences must be shorter than 2^31 tokens");
-  if (attention_mask.has_value()) check_bool(*attention_mask, input_ids.numel(), "attention_mask");
-  check_cpu_contiguous(special_ids, "special_token_ids");
-  TORCH_CHECK(special_ids.scalar_type() == at::kLong, "special_token_ids must be int64");
   const std::vector<int64_t> specials(special_ids.data_ptr<int64_t>(),
                                       special_ids.data_ptr<int64_t>() + special_ids.numel());
   at::Tensor masked_ids = input_ids.clone();
@@ -154,11 +106,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_replace_cpu(const at::Tens
                                                                   const at::Tensor& is_masked, double temperature,
                                                                   bool disallow_original, int64_t seed,
                                                                   int64_t offset) {
-  check_cpu_contiguous(logits, "logits");
-  TORCH_CHECK(logits.dim() == 2 && is_kernel_float(logits.scalar_type()),
-              "logits must be a [M, V] float32/float16/bfloat16 tensor");
-  check_ids(input_ids, "input_ids");
-  check_bool(is_masked, input_ids.numel(), "is_masked");
+  check_sample_replace_args(logits, input_ids, is_masked, temperature);
   const int64_t rows = logits.size(0), vocab = logits.size(1), n = input_ids.numel();
   const bool* mask = is_masked.data_ptr<bool>();
   std::vector<int64_t> position(static_cast<size_t>(rows), -1);
@@ -170,41 +118,39 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_replace_cpu(const at::Tens
   }
   at::Tensor corrupted = input_ids.clone();
   at::Tensor is_replaced = at::zeros_like(input_ids, input_ids.options().dtype(at::kBool));
-  std::vector<int8_t> flags(static_cast<size_t>(rows), kRowOk);
+  std::vector<int8_t> status(static_cast<size_t>(rows), kRowSampled);
   const int64_t sampled = std::min(count, rows);
   const bool greedy = temperature == 0.0;
-  const float inv_t = greedy ? 0.f : static_cast<float>(1.0 / temperature);
+  const float inv_t = inverse_temperature(temperature);
+  const at::ScalarType dtype = logits.scalar_type();
+  const char* x = static_cast<const char*>(logits.data_ptr());
+  const int64_t row_bytes = vocab * static_cast<int64_t>(logits.element_size());
   bool* replaced = is_replaced.data_ptr<bool>();
 
   EF_DISPATCH_IDS(input_ids.scalar_type(), "sample_replace_cpu", [&] {
-    using id_t = scalar_t;
-    const id_t* ids = input_ids.data_ptr<id_t>();
-    id_t* out = corrupted.data_ptr<id_t>();
-    EF_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "sample_replace_cpu", [&] {
-      const scalar_t* x = logits.data_ptr<scalar_t>();
-      const RowSampler<scalar_t> sample_row = pick_row_sampler<scalar_t>();
-      at::parallel_for(0, sampled, 1, [&](int64_t m0, int64_t m1) {
-        std::vector<double> partial;
-        for (int64_t m = m0; m < m1; ++m) {
-          const int64_t p = position[m];
-          const int64_t orig = static_cast<int64_t>(ids[p]);
-          const int64_t skip = disallow_original && orig >= 0 && orig < vocab ? orig : -1;
-          const float u = word_to_uniform(
-              philox_words(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), static_cast<uint64_t>(m)).w[0]);
-          const RowSample r = sample_row(x + m * vocab, vocab, skip, inv_t, greedy, u, partial);
-          flags[m] = r.flag;
-          if (r.flag == kRowOk) {
-            out[p] = static_cast<id_t>(r.id);
-            replaced[p] = r.id != orig;
-          }
+    const scalar_t* ids = input_ids.data_ptr<scalar_t>();
+    scalar_t* out = corrupted.data_ptr<scalar_t>();
+    at::parallel_for(0, sampled, 1, [&](int64_t m0, int64_t m1) {
+      std::vector<double> partial(static_cast<size_t>(sample_row_partials(vocab)));
+      for (int64_t m = m0; m < m1; ++m) {
+        const int64_t p = position[m];
+        const int64_t orig = static_cast<int64_t>(ids[p]);
+        const int64_t skip = disallow_original && orig >= 0 && orig < vocab ? orig : -1;
+        const float u = word_to_uniform(
+            philox_words(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), static_cast<uint64_t>(m)).w[0]);
+        const RowSample r = row_sampler(x + m * row_bytes, dtype, vocab, skip, inv_t, greedy, u, partial.data());
+        status[m] = r.status;
+        if (r.status == kRowSampled) {
+          out[p] = static_cast<scalar_t>(r.id);
+          replaced[p] = r.id != orig;
         }
-      });
+      }
     });
   });
-  const int64_t non_finite = std::count(flags.begin(), flags.end(), static_cast<int8_t>(kRowNonFinite));
-  const int64_t empty = std::count(flags.begin(), flags.end(), static_cast<int8_t>(kRowEmpty));
-  at::Tensor status = at::tensor({count, non_finite, empty}, logits.options().dtype(at::kLong));
-  return {corrupted, is_replaced, status};
+  const int64_t non_finite = std::count(status.begin(), status.end(), static_cast<int8_t>(kRowNonFinite));
+  const int64_t empty = std::count(status.begin(), status.end(), static_cast<int8_t>(kRowEmpty));
+  at::Tensor counts = at::tensor({count, non_finite, empty}, logits.options().dtype(at::kLong));
+  return {corrupted, is_replaced, counts};
 }
 
 // Replacements from a statistical generator's tables (masking.h, SamplerTables) at the masked positions.
@@ -212,16 +158,7 @@ std::tuple<at::Tensor, at::Tensor> statistical_fill_cpu(const at::Tensor& input_
                                                         const at::Tensor& row_of_token, const at::Tensor& cdf,
                                                         const at::Tensor& offsets, const at::Tensor& members,
                                                         int64_t seed, int64_t offset) {
-  check_ids(input_ids, "input_ids");
-  check_bool(is_masked, input_ids.numel(), "is_masked");
-  for (const auto& [t, name] : {std::pair{&row_of_token, "row_of_token"}, {&offsets, "offsets"}, {&members, "members"}}) {
-    check_cpu_contiguous(*t, name);
-    TORCH_CHECK(t->scalar_type() == at::kLong, name, " must be int64");
-  }
-  check_cpu_contiguous(cdf, "cdf");
-  TORCH_CHECK(cdf.scalar_type() == at::kDouble && cdf.dim() == 2 && cdf.size(0) >= 1 && cdf.size(1) >= 1,
-              "cdf must be a non-empty float64 [R, K] tensor");
-  TORCH_CHECK(offsets.numel() == cdf.size(1) + 1, "offsets must have K + 1 entries");
+  check_statistical_fill_args(input_ids, is_masked, row_of_token, cdf, offsets, members);
   const SamplerTables tables{row_of_token.data_ptr<int64_t>(), row_of_token.numel(), cdf.data_ptr<double>(),
                              cdf.size(0), cdf.size(1), offsets.data_ptr<int64_t>(), members.data_ptr<int64_t>()};
   at::Tensor corrupted = input_ids.clone();

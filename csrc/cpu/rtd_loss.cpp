@@ -1,21 +1,24 @@
 // CPU kernels of the RTD loss: fused forward (+ the gradient, when asked) and metrics.
-// Math: csrc/include/electra_fast/bce.h on float vectors, with exp/log1p from fast_math.h.
-// Schema and contract: electra_fast/ops/rtd_loss.py.
+// Math: csrc/include/electra_fast/bce.h on float vectors, with exp/log1p from fast_math.h; the block
+// kernel is built per instruction set (cpu_isa.h). Schema and contract: electra_fast/ops/rtd_loss.py.
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "cpu_utils.h"
-#include "electra_fast/bce.h"
-#include "electra_fast/cpu_simd.h"
-#include "fast_math.h"
-
 #include <vector>
+
+#include "electra_fast/bce.h"
+#include "electra_fast/checks.h"
+#include "electra_fast/cpu_isa.h"
+#include "fast_math.h"
 
 namespace electra_fast {
 namespace cpu {
 namespace {
+
+// Tokens per block of the loss sum: blocks are summed in parallel, then the block sums are added in
+// block order, so the result does not depend on the number of threads.
+constexpr int64_t kReduceBlock = 4096;
 
 // Tokens per parallel task: below this one thread does all the work, as for ATen's elementwise ops
 // (a fork/join costs more than the kernel at BxT = 128x128, and much more on a busy machine).
@@ -27,7 +30,7 @@ constexpr int64_t kPartialChunk = 256;
 
 // kLanes tokens: the scaled losses, and in `grad` the gradients scaled by scale * grad_scale (math of
 // bce.h on float vectors).
-EF_CPU_MATH_INLINE vfloat rtd_lanes(vfloat x, vfloat y, vfloat scale, float grad_scale, vfloat& grad) {
+EF_ALWAYS_INLINE vfloat rtd_lanes(vfloat x, vfloat y, vfloat scale, float grad_scale, vfloat& grad) {
   const vfloat e = exp_nonpos(x < vfloat{} ? x : -x);  // exp(-|x|)
   grad = scale * grad_scale * bce_grad_from_exp(x, y, e);
   return scale * bce_loss_from_log1p(x, y, log1p_unit(e));
@@ -38,7 +41,7 @@ EF_CPU_MATH_INLINE vfloat rtd_lanes(vfloat x, vfloat y, vfloat scale, float grad
 // is straight-line SIMD code. The last n % kLanes tokens are gathered into vectors whose unused lanes
 // have scale 0.
 template <bool kMask, bool kWeight, bool kLoss, bool kGrad>
-EF_CPU_MATH_INLINE double rtd_block_impl(const float* x, const uint8_t* y, const uint8_t* m, const float* w,
+EF_ALWAYS_INLINE double rtd_block_impl(const float* x, const uint8_t* y, const uint8_t* m, const float* w,
                                          int64_t n, float grad_scale, float* loss_out, float* grad_out) {
   double total = 0.0;
   const int64_t full = n - n % kLanes;
@@ -80,9 +83,8 @@ EF_CPU_MATH_INLINE double rtd_block_impl(const float* x, const uint8_t* y, const
 #define EF_RTD_CASES_MW(L, G) EF_RTD_CASE(0, 0, L, G) EF_RTD_CASE(1, 0, L, G) EF_RTD_CASE(0, 1, L, G) EF_RTD_CASE(1, 1, L, G)
 
 // The variant for the null/non-null pointers.
-EF_CPU_MATH_INLINE double rtd_block_variant(const float* x, const uint8_t* y, const uint8_t* m,
-                                                               const float* w, int64_t n, float grad_scale,
-                                                               float* loss_out, float* grad_out) {
+EF_ALWAYS_INLINE double rtd_block_variant(const float* x, const uint8_t* y, const uint8_t* m, const float* w,
+                                          int64_t n, float grad_scale, float* loss_out, float* grad_out) {
   switch ((m != nullptr) | (w != nullptr) << 1 | (loss_out != nullptr) << 2 | (grad_out != nullptr) << 3) {
     EF_RTD_CASES_MW(0, 0)
     EF_RTD_CASES_MW(1, 0)
@@ -92,18 +94,13 @@ EF_CPU_MATH_INLINE double rtd_block_variant(const float* x, const uint8_t* y, co
   return 0.0;  // unreachable: the switch covers all 16 cases
 }
 
-// An AVX2+FMA build next to the baseline one, chosen at load time (see EF_CPU_MULTIVERSION).
-#ifdef EF_CPU_MULTIVERSION
-EF_CPU_TARGET_AVX2 double rtd_block(const float* x, const uint8_t* y, const uint8_t* m, const float* w, int64_t n,
-                                    float grad_scale, float* loss_out, float* grad_out) {
-  return rtd_block_variant(x, y, m, w, n, grad_scale, loss_out, grad_out);
-}
-EF_CPU_TARGET_DEFAULT
-#endif
-double rtd_block(const float* x, const uint8_t* y, const uint8_t* m, const float* w, int64_t n, float grad_scale,
-                 float* loss_out, float* grad_out) {
-  return rtd_block_variant(x, y, m, w, n, grad_scale, loss_out, grad_out);
-}
+EF_CPU_VARIANTS(double, rtd_block,
+                (const float* x, const uint8_t* y, const uint8_t* m, const float* w, int64_t n, float grad_scale,
+                 float* loss_out, float* grad_out),
+                (x, y, m, w, n, grad_scale, loss_out, grad_out), rtd_block_variant)
+
+const CpuKernel<decltype(&rtd_block_baseline)> rtd_block("rtd_loss_fwd", &rtd_block_baseline, &rtd_block_avx2,
+                                                         &rtd_block_avx512);
 #undef EF_RTD_CASES_MW
 #undef EF_RTD_CASE
 
@@ -136,26 +133,6 @@ double blockwise_sum(int64_t n, const BlockFn& block_fn) {
   return total;
 }
 
-void check_rtd_args(const at::Tensor& logits, const at::Tensor& labels,
-                    const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& weight) {
-  check_cpu_contiguous(logits, "logits");
-  TORCH_CHECK(is_kernel_float(logits.scalar_type()), "logits must be float32, float16 or bfloat16, got ",
-              logits.scalar_type());
-  check_cpu_contiguous(labels, "labels");
-  TORCH_CHECK(labels.scalar_type() == at::kByte, "labels must be uint8 (0/1), got ", labels.scalar_type());
-  check_same_numel(labels, logits.numel(), "labels");
-  if (mask.has_value()) {
-    check_cpu_contiguous(*mask, "attention_mask");
-    TORCH_CHECK(mask->scalar_type() == at::kByte, "attention_mask must be uint8, got ", mask->scalar_type());
-    check_same_numel(*mask, logits.numel(), "attention_mask");
-  }
-  if (weight.has_value()) {
-    check_cpu_contiguous(*weight, "weight");
-    TORCH_CHECK(weight->scalar_type() == at::kFloat, "weight must be float32, got ", weight->scalar_type());
-    check_same_numel(*weight, logits.numel(), "weight");
-  }
-}
-
 }  // namespace
 
 // Returns (loss, grad): loss has the logits' shape and dtype for reduction none, else is a float32
@@ -165,7 +142,7 @@ std::tuple<at::Tensor, at::Tensor> rtd_loss_fwd(const at::Tensor& logits, const 
                                                 const c10::optional<at::Tensor>& weight,
                                                 int64_t reduction, bool compute_grad) {
   check_rtd_args(logits, labels, mask, weight);
-  TORCH_CHECK(reduction >= kReductionNone && reduction <= kReductionMean, "invalid reduction ", reduction);
+  check_reduction(reduction);
   const int64_t n = logits.numel();
   const at::Tensor mask_t = mask.has_value() ? *mask : at::Tensor();
   const float denom =

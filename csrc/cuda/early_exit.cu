@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "cuda_utils.cuh"
+#include "electra_fast/checks.h"
 #include "electra_fast/compaction.h"
 
 namespace electra_fast {
@@ -119,35 +120,14 @@ void copy_rows(const void* src, void* dst, const at::Tensor& index, int64_t n, i
   }
 }
 
-void check_index(const at::Tensor& index) {
-  check_cuda_contiguous(index, "index");
-  TORCH_CHECK(index.scalar_type() == at::kLong && index.dim() == 1, "index must be a 1-D int64 tensor");
-}
-
-void check_rows(const at::Tensor& t, const char* name) {
-  check_cuda_contiguous(t, name);
-  TORCH_CHECK(t.dim() == 2, name, " must be 2-D [rows, H], got shape ", t.sizes());
-}
-
 at::Tensor exit_mask_cuda(const at::Tensor& logits, const at::Tensor& active, const c10::optional<at::Tensor>& input_ids,
                           const c10::optional<at::Tensor>& keep_ids, double bound) {
-  check_cuda_contiguous(logits, "exit_logits");
-  check_cuda_contiguous(active, "active");
-  TORCH_CHECK(active.scalar_type() == at::kByte && active.numel() == logits.numel(),
-              "active must be uint8 with the logits' number of elements");
-  TORCH_CHECK(input_ids.has_value() == keep_ids.has_value(), "input_ids and keep_ids go together");
-  if (keep_ids.has_value()) {
-    check_cuda_contiguous(*input_ids, "input_ids");
-    check_cuda_contiguous(*keep_ids, "keep_ids");
-    TORCH_CHECK(input_ids->scalar_type() == at::kLong && keep_ids->scalar_type() == at::kLong &&
-                    input_ids->numel() == logits.numel(),
-                "input_ids and keep_ids must be int64, input_ids with the logits' number of elements");
-  }
+  check_exit_mask_args(logits, active, input_ids, keep_ids);
   const c10::cuda::CUDAGuard guard(logits.device());
   at::Tensor out = at::empty(logits.sizes(), logits.options().dtype(at::kBool));
   const int64_t n = logits.numel();
   if (n == 0) return out;
-  EF_CUDA_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "exit_mask_cuda", [&] {
+  EF_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "exit_mask_cuda", [&] {
     exit_mask_kernel<scalar_t><<<static_cast<unsigned>(ceil_div(n, kThreads)), kThreads, 0, stream()>>>(
         logits.data_ptr<scalar_t>(), active.data_ptr<uint8_t>(),
         keep_ids.has_value() ? input_ids->data_ptr<int64_t>() : nullptr,
@@ -159,8 +139,7 @@ at::Tensor exit_mask_cuda(const at::Tensor& logits, const at::Tensor& active, co
 }
 
 std::tuple<at::Tensor, at::Tensor, int64_t> compact_cuda(const at::Tensor& active) {
-  check_cuda_contiguous(active, "active");
-  TORCH_CHECK(active.scalar_type() == at::kByte && active.dim() == 2, "active must be a 2-D uint8 mask [B, T]");
+  check_compact_args(active);
   const c10::cuda::CUDAGuard guard(active.device());
   const int64_t rows = active.size(0), row_len = active.size(1);
   const auto lopts = active.options().dtype(at::kLong);
@@ -186,8 +165,7 @@ std::tuple<at::Tensor, at::Tensor, int64_t> compact_cuda(const at::Tensor& activ
 }
 
 at::Tensor gather_rows_cuda(const at::Tensor& src, const at::Tensor& index) {
-  check_rows(src, "src");
-  check_index(index);
+  check_gather_rows_args(src, index);
   const c10::cuda::CUDAGuard guard(src.device());
   const int64_t n = index.size(0);
   at::Tensor out = at::empty({n, src.size(1)}, src.options());
@@ -198,26 +176,10 @@ at::Tensor gather_rows_cuda(const at::Tensor& src, const at::Tensor& index) {
 
 at::Tensor scatter_rows_cuda(const c10::optional<at::Tensor>& tokens, const at::Tensor& index,
                              const c10::optional<at::Tensor>& base, int64_t num_rows) {
-  TORCH_CHECK(tokens.has_value() || base.has_value(), "scatter_rows needs tokens or base");
-  check_index(index);
-  const at::Tensor& like = tokens.has_value() ? *tokens : *base;
-  check_rows(like, tokens.has_value() ? "tokens" : "base");
-  const c10::cuda::CUDAGuard guard(like.device());
-  const int64_t h = like.size(1), n = index.size(0);
-  if (tokens.has_value()) {
-    TORCH_CHECK(tokens->size(0) == n, "tokens must have one row per index entry (", n, "), got ", tokens->size(0));
-  }
-  at::Tensor out;
-  if (base.has_value()) {
-    check_rows(*base, "base");
-    TORCH_CHECK(base->size(0) == num_rows && base->size(1) == h && base->scalar_type() == like.scalar_type(),
-                "base must be [", num_rows, ", ", h, "] of dtype ", like.scalar_type());
-    out = base->clone();
-  } else {
-    out = at::zeros({num_rows, h}, like.options());
-  }
-  copy_rows(tokens.has_value() ? tokens->data_ptr() : nullptr, out.data_ptr(), index, n,
-            h * static_cast<int64_t>(like.element_size()), num_rows, /*gather=*/false);
+  at::Tensor out = scatter_rows_output(tokens, index, base, num_rows);
+  const c10::cuda::CUDAGuard guard(out.device());
+  copy_rows(tokens.has_value() ? tokens->data_ptr() : nullptr, out.data_ptr(), index, index.size(0),
+            out.size(1) * static_cast<int64_t>(out.element_size()), num_rows, /*gather=*/false);
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "cuda_utils.cuh"
+#include "electra_fast/checks.h"
 #include "electra_fast/philox.h"
 
 namespace electra_fast {
@@ -25,8 +26,7 @@ __global__ void philox_uniform_kernel(float* out, int64_t n, uint64_t seed, uint
 }
 
 void philox_words_cuda(at::Tensor& out, int64_t seed, int64_t offset, int64_t start) {
-  check_cuda_contiguous(out, "out");
-  TORCH_CHECK(out.scalar_type() == at::kInt && out.dim() == 2 && out.size(1) == 4, "out must be int32 [n, 4]");
+  check_philox_words_out(out);
   const int64_t n = out.size(0);
   if (n == 0) return;
   const c10::cuda::CUDAGuard guard(out.device());
@@ -36,8 +36,7 @@ void philox_words_cuda(at::Tensor& out, int64_t seed, int64_t offset, int64_t st
 }
 
 void philox_uniform_cuda(at::Tensor& out, int64_t seed, int64_t offset, int64_t start) {
-  check_cuda_contiguous(out, "out");
-  TORCH_CHECK(out.scalar_type() == at::kFloat, "out must be float32");
+  check_philox_uniform_out(out);
   const int64_t n = out.numel();
   if (n == 0) return;
   const c10::cuda::CUDAGuard guard(out.device());

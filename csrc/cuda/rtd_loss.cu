@@ -7,6 +7,7 @@
 
 #include "cuda_utils.cuh"
 #include "electra_fast/bce.h"
+#include "electra_fast/checks.h"
 
 namespace electra_fast {
 namespace cuda {
@@ -71,30 +72,12 @@ __global__ void rtd_counts_kernel(const scalar_t* __restrict__ x, const uint8_t*
   }
 }
 
-void check_args(const at::Tensor& logits, const at::Tensor& labels, const c10::optional<at::Tensor>& mask,
-                const c10::optional<at::Tensor>& weight) {
-  check_cuda_contiguous(logits, "logits");
-  check_cuda_contiguous(labels, "labels");
-  TORCH_CHECK(labels.scalar_type() == at::kByte, "labels must be uint8 (0/1)");
-  TORCH_CHECK(labels.numel() == logits.numel(), "labels must have the logits' number of elements");
-  if (mask.has_value()) {
-    check_cuda_contiguous(*mask, "attention_mask");
-    TORCH_CHECK(mask->scalar_type() == at::kByte && mask->numel() == logits.numel(),
-                "attention_mask must be uint8 with the logits' number of elements");
-  }
-  if (weight.has_value()) {
-    check_cuda_contiguous(*weight, "weight");
-    TORCH_CHECK(weight->scalar_type() == at::kFloat && weight->numel() == logits.numel(),
-                "weight must be float32 with the logits' number of elements");
-  }
-}
-
 std::tuple<at::Tensor, at::Tensor> rtd_loss_fwd_cuda(const at::Tensor& logits, const at::Tensor& labels,
                                                      const c10::optional<at::Tensor>& mask,
                                                      const c10::optional<at::Tensor>& weight, int64_t reduction,
                                                      bool compute_grad) {
-  check_args(logits, labels, mask, weight);
-  TORCH_CHECK(reduction >= kReductionNone && reduction <= kReductionMean, "invalid reduction ", reduction);
+  check_rtd_args(logits, labels, mask, weight);
+  check_reduction(reduction);
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t n = logits.numel();
   const auto fopts = logits.options().dtype(at::kFloat);
@@ -108,7 +91,7 @@ std::tuple<at::Tensor, at::Tensor> rtd_loss_fwd_cuda(const at::Tensor& logits, c
   const int64_t blocks = std::max<int64_t>(ceil_div(n, kTile), 1);
   at::Tensor partial = at::zeros({blocks}, fopts);
   if (n > 0) {
-    EF_CUDA_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "rtd_loss_fwd_cuda", [&] {
+    EF_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "rtd_loss_fwd_cuda", [&] {
       rtd_loss_fwd_kernel<scalar_t><<<blocks, kThreads, 0, stream()>>>(
           logits.data_ptr<scalar_t>(), labels.data_ptr<uint8_t>(),
           mask.has_value() ? mask->data_ptr<uint8_t>() : nullptr,
@@ -123,13 +106,13 @@ std::tuple<at::Tensor, at::Tensor> rtd_loss_fwd_cuda(const at::Tensor& logits, c
 }
 
 at::Tensor rtd_metrics_cuda(const at::Tensor& logits, const at::Tensor& labels, const c10::optional<at::Tensor>& mask) {
-  check_args(logits, labels, mask, c10::nullopt);
+  check_rtd_args(logits, labels, mask, c10::nullopt);
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t n = logits.numel();
   const int64_t blocks = std::max<int64_t>(ceil_div(n, kTile), 1);
   at::Tensor partial = at::zeros({blocks, 4}, logits.options().dtype(at::kLong));
   if (n > 0) {
-    EF_CUDA_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "rtd_metrics_cuda", [&] {
+    EF_DISPATCH_FLOAT_HALF_BF16(logits.scalar_type(), "rtd_metrics_cuda", [&] {
       rtd_counts_kernel<scalar_t><<<blocks, kThreads, 0, stream()>>>(
           logits.data_ptr<scalar_t>(), labels.data_ptr<uint8_t>(),
           mask.has_value() ? mask->data_ptr<uint8_t>() : nullptr, partial.data_ptr<int64_t>(), n);

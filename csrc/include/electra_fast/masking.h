@@ -23,14 +23,28 @@ constexpr int kTokenWord = 3;
 constexpr int64_t kMaxSeqLen = int64_t(1) << 31;
 constexpr int64_t kNotCandidate = INT64_MAX;
 
+// a * b rounded to double. A fused multiply-add (nvcc's default; GCC's -ffp-contract=fast on an FMA
+// target) could otherwise carry the exact product into the next operation.
+EF_HOST_DEVICE EF_INLINE double product_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  volatile double p = a * b;  // a stored value cannot be fused with what reads it
+  return p;
+#endif
+}
+
 // Number of positions to mask in a row: max(1, round_half_even(n_real * mask_prob)), at most the number
 // of candidates; 0 when the row has no candidate (as ELECTRA's official masking, without max_predictions).
+// x = n_real * mask_prob is rounded before anything else (at 0.15, n_real = 10 gives exactly 1.5, while
+// the exact product is just below it), and compared with r + 1/2 rather than subtracted from, as in the
+// Triton kernel, which has no explicitly rounded multiply.
 EF_HOST_DEVICE EF_INLINE int64_t masked_count(int64_t n_real, int64_t n_candidates, double mask_prob) {
   if (n_candidates <= 0) return 0;
-  const double x = static_cast<double>(n_real) * mask_prob;
+  const double x = product_rn(static_cast<double>(n_real), mask_prob);
   int64_t r = static_cast<int64_t>(x);  // floor: x >= 0
-  const double frac = x - static_cast<double>(r);
-  if (frac > 0.5 || (frac == 0.5 && (r & 1))) ++r;
+  const double half = static_cast<double>(r) + 0.5;
+  if (x > half || (x == half && (r & 1))) ++r;
   if (r < 1) r = 1;
   return r < n_candidates ? r : n_candidates;
 }
@@ -60,7 +74,7 @@ EF_HOST_DEVICE EF_INLINE int64_t word_to_index(uint32_t w, int64_t n) {
   return static_cast<int64_t>((static_cast<uint64_t>(w) * static_cast<uint64_t>(n)) >> 32);
 }
 
-// A statistical generator's tables (built by electra_fast/samplers.py, see SamplerPlan there):
+// A statistical generator's tables (built by electra_fast/samplers.py):
 //   row_of_token [V]  which cdf row an original token uses (its cluster; R - 1 = "no cluster")
 //   cdf [R, K]        fp64 cumulative weights of the K clusters, per row
 //   offsets [K + 1], members [N]: the tokens of cluster c are members[offsets[c] .. offsets[c+1])

@@ -1,16 +1,20 @@
 // Exact sampling of one row of logits by inverse CDF on the normaliser: the contract shared by
 // sample_replace (electra_fast/ops/replace.py) and the fused generator head
 // (electra_fast/ops/generator_head.py), so both return the same id for the same logits and uniform.
+// Implementations: cpu::sample_row below, csrc/cuda/sampling.cuh (one block per row) and
+// electra_fast/triton/sampling.py; oracle: electra_fast/reference/sampling.py.
 //
-// Given logits x[0..V), temperature T > 0 and one uniform u in (0, 1) (word 0 of Philox counter
-// `row` in stream (seed, offset), see philox.h):
-//   mx  = max_i x_i
-//   w_i = exp((x_i - mx) / T)              (0 for x_i = -inf)
-//   Z   = sum_i w_i                       (w_i in fp32, sums accumulated in fp64)
-//   id  = min { j : sum_{i<=j} w_i >= u * Z }
+// Given logits x[0..V), temperature T >= 0, an excluded id `skip` (or none) and one uniform u in (0, 1)
+// (word 0 of Philox counter `row` in stream (seed, offset), see philox.h):
+//   inv_t = float(1.0 / T)                 (rounded once from double, on the host: inverse_temperature)
+//   mx  = max_{i != skip} x_i
+//   w_i = exp((x_i - mx) * inv_t)          (fp32; 0 for x_i = -inf and for i = skip)
+//   Z   = sum_i w_i                        (sums accumulated in fp64)
+//   id  = min { j : w_j > 0 and sum_{i<=j} w_i >= u * Z }
 // If rounding leaves no such j (only possible when sums are taken in another order, e.g. by GPU block
-// reductions), id = the last j with w_j > 0. T == 0 means argmax (the first maximum).
-// The logits are read twice (max+normaliser, then the scan); nothing of size V is written.
+// scans), id = the last j with w_j > 0. T == 0 means argmax (the first maximum). A row holding NaN or
+// +inf, or no finite logit besides `skip`, has no sample (RowStatus).
+// The logits are read twice (max, then weights); nothing of size V is written.
 // Why fp64 sums: with fp32 running sums the rounding error of S_j (~sqrt(j) * 6e-8 * Z) is a sizeable
 // fraction of a typical gap w_j ~ Z / V, so backends summing in different orders would disagree on
 // ~10% of rows at V = 30522. In fp64 the order no longer matters; what remains is exp itself (1-2 ulp
@@ -19,64 +23,145 @@
 #pragma once
 #include "electra_fast/macros.h"
 
+#if !defined(__CUDACC__) && !defined(__HIPCC__)
+#include <algorithm>
+#include <type_traits>
+
+#include "electra_fast/cpu_isa.h"  // vector expf
+#endif
+
 namespace electra_fast {
 
-// Online (max, normaliser) of x/T, for kernels that see a row in pieces (the normaliser in fp64 when
-// it feeds the sampling decision: use the double overload) over a stream of values: merge with another state, add one value.
-struct SoftmaxState {
-  float max;   // running max of x (not divided by T)
-  float norm;  // sum of exp((x - max) / T)
+// Outcome of one row; sample_replace reports how many rows ended each way but sampled.
+enum RowStatus : int8_t { kRowSampled = 0, kRowNonFinite = 1, kRowEmpty = 2 };
+
+// inv_t of the contract (host side; T == 0, argmax, gives 0).
+inline float inverse_temperature(double temperature) {
+  return temperature > 0.0 ? static_cast<float>(1.0 / temperature) : 0.f;
+}
+
+// The weight of one logit given the row max.
+EF_HOST_DEVICE EF_ALWAYS_INLINE float sampling_weight(float x, float mx, float inv_t) {
+  return expf((x - mx) * inv_t);
+}
+
+#if !defined(__CUDACC__) && !defined(__HIPCC__)
+namespace cpu {
+
+// The row is read in chunks of kSampleChunk values; float rows are read in place, half/bfloat16 chunks
+// are converted to an L1 buffer. The weight pass keeps one fp64 partial sum per chunk, so the sample is
+// found by a scan of V / kSampleChunk partials plus one chunk recomputed by the same code (identical
+// weights), not by a sequential fp64 prefix sum over the whole row.
+constexpr int64_t kSampleChunk = 512;
+
+// fp64 partial sums a row of v logits needs (the `partial` argument of sample_row).
+inline int64_t sample_row_partials(int64_t v) { return (v + kSampleChunk - 1) / kSampleChunk; }
+
+struct RowSample {
+  int64_t id;        // the sample (-1 unless status == kRowSampled)
+  RowStatus status;
+  float max;         // max_{i != skip} x_i, NaN ignored (the generator head's loss reuses it)
 };
 
-EF_HOST_DEVICE EF_INLINE SoftmaxState softmax_state_init() { return SoftmaxState{-INFINITY, 0.f}; }
-
-EF_HOST_DEVICE EF_INLINE SoftmaxState softmax_state_add(SoftmaxState s, float x, float inv_t) {
-  if (x > s.max) {
-    s.norm = s.norm * expf((s.max - x) * inv_t) + 1.f;  // exp(-inf) = 0 on the first finite value
-    s.max = x;
-  } else if (x > -INFINITY) {
-    s.norm += expf((x - s.max) * inv_t);
+// max(x) (NaN ignored) and whether x holds NaN or +inf, in one read.
+EF_ALWAYS_INLINE float chunk_max_checked(const float* __restrict x, int64_t n, bool& bad) {
+  float m = -INFINITY;
+  int flag = 0;
+#pragma omp simd reduction(max : m) reduction(| : flag)
+  for (int64_t i = 0; i < n; ++i) {
+    flag |= (x[i] != x[i]) | (x[i] == INFINITY);
+    m = x[i] > m ? x[i] : m;
   }
+  bad = flag != 0;
+  return m;
+}
+
+// w = the weights of x (w[skip] = 0) and their fp64 sum. Both passes run this on the same input, so the
+// weights the scan sees are exactly the ones that were summed.
+EF_ALWAYS_INLINE double chunk_weights(const float* __restrict x, int64_t n, float mx, float inv_t, int64_t skip,
+                                      float* __restrict w) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) w[i] = sampling_weight(x[i], mx, inv_t);
+  if (skip >= 0 && skip < n) w[skip] = 0.f;
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(w[i]);
   return s;
 }
 
-EF_HOST_DEVICE EF_INLINE SoftmaxState softmax_state_merge(SoftmaxState a, SoftmaxState b, float inv_t) {
-  if (b.max == -INFINITY) return a;
-  if (a.max == -INFINITY) return b;
-  const float m = a.max > b.max ? a.max : b.max;
-  return SoftmaxState{m, a.norm * expf((a.max - m) * inv_t) + b.norm * expf((b.max - m) * inv_t)};
+// Values begin .. begin+n of a row as float: in place for float rows, converted into buf otherwise.
+template <typename scalar_t>
+EF_ALWAYS_INLINE const float* load_chunk(const scalar_t* row, int64_t begin, int64_t n, float* __restrict buf) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    return row + begin;
+  } else {
+    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(row[begin + i]);
+    return buf;
+  }
 }
 
-// The weight of one logit given the row max: exp((x - mx) / T).
-EF_HOST_DEVICE EF_INLINE float sampling_weight(float x, float mx, float inv_t) { return expf((x - mx) * inv_t); }
-
-// Sequential inverse-CDF scan over a whole row held in memory (CPU; CUDA threads scanning one row).
-// Returns the sampled index, or -1 when the row has no finite logit.
-template <typename Load>
-EF_HOST_DEVICE EF_INLINE int64_t inverse_cdf_sample_row(const Load& load, int64_t v, float temperature, float u) {
+// The contract on row[0..v) with id `skip` excluded (-1: none); partial holds sample_row_partials(v) values.
+template <typename scalar_t>
+EF_ALWAYS_INLINE RowSample sample_row(const scalar_t* row, int64_t v, int64_t skip, float inv_t, bool greedy,
+                                      float u, double* partial) {
+  alignas(64) float buf[kSampleChunk];
+  alignas(64) float w[kSampleChunk];
+  const int64_t chunks = sample_row_partials(v);
   float mx = -INFINITY;
-  int64_t argmax = -1;
-  for (int64_t i = 0; i < v; ++i) {
-    const float x = static_cast<float>(load(i));
-    if (x > mx) {
-      mx = x;
-      argmax = i;
+  bool bad = false;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
+    const float* x = load_chunk(row, begin, n, buf);
+    bool chunk_bad;
+    float m = chunk_max_checked(x, n, chunk_bad);
+    bad |= chunk_bad;
+    if (skip >= begin && skip < begin + n && x[skip - begin] == m) {
+      m = -INFINITY;  // the excluded id was this chunk's max: take the max of the others
+      for (int64_t i = 0; i < n; ++i) m = (i != skip - begin && x[i] > m) ? x[i] : m;
+    }
+    mx = std::max(mx, m);
+  }
+  if (bad) return {-1, kRowNonFinite, mx};
+  if (mx == -INFINITY) return {-1, kRowEmpty, mx};
+  if (greedy) {
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
+      const float* x = load_chunk(row, begin, n, buf);
+      for (int64_t i = 0; i < n; ++i) {
+        if (x[i] == mx && begin + i != skip) return {begin + i, kRowSampled, mx};
+      }
     }
   }
-  if (argmax < 0 || temperature == 0.f) return argmax;
-  const float inv_t = 1.f / temperature;
   double z = 0.0;
-  for (int64_t i = 0; i < v; ++i) z += sampling_weight(static_cast<float>(load(i)), mx, inv_t);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
+    partial[c] = chunk_weights(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
+    z += partial[c];
+  }
   const double target = static_cast<double>(u) * z;
   double run = 0.0;
-  int64_t last_positive = argmax;
-  for (int64_t i = 0; i < v; ++i) {
-    const float w = sampling_weight(static_cast<float>(load(i)), mx, inv_t);
-    run += w;
-    if (w > 0.f) last_positive = i;
-    if (run >= target) return i;
+  int64_t c = 0;
+  while (c + 1 < chunks && run + partial[c] < target) run += partial[c++];
+  const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
+  chunk_weights(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
+  // run < target on entry and w_i == 0 leaves it unchanged, so a hit always has w_i > 0
+  for (int64_t i = 0; i < n; ++i) {
+    run += w[i];
+    if (run >= target) return {begin + i, kRowSampled, mx};
   }
-  return last_positive;
+  // fp64 rounding between the chunks' sums and the running sum: the contract's "last positive weight"
+  // (the max itself has weight 1, so there is one)
+  for (c = chunks - 1; c >= 0; --c) {
+    const int64_t first = c * kSampleChunk, len = std::min(kSampleChunk, v - first);
+    chunk_weights(load_chunk(row, first, len, buf), len, mx, inv_t, skip - first, w);
+    for (int64_t i = len - 1; i >= 0; --i) {
+      if (w[i] > 0.f) return {first + i, kRowSampled, mx};
+    }
+  }
+  return {-1, kRowEmpty, mx};  // unreachable: mx is finite
 }
+
+}  // namespace cpu
+#endif
 
 }  // namespace electra_fast
