@@ -3,9 +3,8 @@ csrc/include/electra_fast/masking.h, drawing the same Philox words (layout: elec
 
 mask_tokens: one program per row; the k-th smallest selection key is found by a 63-step binary search
 on the key value (count of keys <= mid per step), which needs no sort and gives the same k-subset as
-the C++ nth_element. sample_replace: one program per masked row, three passes over the logits in
-BLOCK_V chunks (max + NaN/+inf check, fp64 normaliser, fp64 prefix scan that stops at the sample).
-statistical_fill: one lane per position, a fixed-length binary search in the cdf row.
+the C++ nth_element. sample_replace: one program per masked row, sampled by sampling.sample_row in
+BLOCK_V chunks. statistical_fill: one lane per position, a fixed-length binary search in the cdf row.
 """
 from typing import Optional, Tuple
 
@@ -14,6 +13,7 @@ import triton
 import triton.language as tl
 
 from .random import philox_words, word_to_uniform
+from .sampling import ROW_EMPTY, ROW_NON_FINITE, ROW_SAMPLED, inverse_temperature, sample_row
 
 _INT64_MAX = tl.constexpr(9223372036854775807)
 
@@ -36,11 +36,12 @@ def _mask_tokens_kernel(ids_ptr, am_ptr, spec_ptr, out_ptr, masked_ptr, T, n_spe
     key = tl.where(cand, (w0.to(tl.int64) << 31) | t, _INT64_MAX)
     n_real = tl.sum(real.to(tl.int64), axis=0)
     n_cand = tl.sum(cand.to(tl.int64), axis=0)
-    # k = min(max(1, round_half_even(n_real * mask_prob)), n_cand), as masked_count in masking.h
+    # k = min(max(1, round_half_even(n_real * mask_prob)), n_cand), as masked_count in masking.h: x is
+    # compared with r + 1/2, never subtracted from, so no fused multiply-add can skip the product's rounding
     x = n_real.to(tl.float64) * mask_prob
     r = x.to(tl.int64)
-    rest = x - r.to(tl.float64)
-    r = tl.where((rest > 0.5) | ((rest == 0.5) & ((r & 1) == 1)), r + 1, r)
+    half = r.to(tl.float64) + 0.5
+    r = tl.where((x > half) | ((x == half) & ((r & 1) == 1)), r + 1, r)
     k = tl.minimum(tl.maximum(r, 1), n_cand)
     # smallest v with #{key <= v} >= k: the k-th smallest key (keys are unique)
     lo = tl.zeros((), tl.int64)
@@ -58,7 +59,7 @@ def _mask_tokens_kernel(ids_ptr, am_ptr, spec_ptr, out_ptr, masked_ptr, T, n_spe
 
 
 @triton.jit
-def _sample_replace_kernel(x_ptr, ids_ptr, pos_ptr, out_ptr, replaced_ptr, flag_ptr, V, inv_t, seed, offset,
+def _sample_replace_kernel(x_ptr, ids_ptr, pos_ptr, out_ptr, replaced_ptr, status_ptr, V, inv_t, seed, offset,
                            DISALLOW: tl.constexpr, GREEDY: tl.constexpr, BLOCK_V: tl.constexpr):
     m = tl.program_id(0).to(tl.int64)
     p = tl.load(pos_ptr + m)
@@ -67,53 +68,12 @@ def _sample_replace_kernel(x_ptr, ids_ptr, pos_ptr, out_ptr, replaced_ptr, flag_
         skip = -1
         if DISALLOW:
             skip = tl.where((orig >= 0) & (orig < V), orig, -1)
-        row = x_ptr + m * V
-        cols = tl.arange(0, BLOCK_V).to(tl.int64)
-        mx = tl.full((), float("-inf"), tl.float32)
-        bad = tl.zeros((), tl.int32)
-        for start in range(0, V, BLOCK_V):
-            j = start + cols
-            x = tl.load(row + j, mask=j < V, other=float("-inf")).to(tl.float32)
-            bad = bad | tl.max(((x != x) | (x == float("inf"))).to(tl.int32), axis=0)
-            x = tl.where(j == skip, float("-inf"), x)
-            mx = tl.maximum(mx, tl.max(x, axis=0))
-        flag = tl.where(bad != 0, 1, tl.where(mx == float("-inf"), 2, 0))
-        big = V + BLOCK_V
-        if GREEDY:
-            pick = tl.zeros((), tl.int64) + big
-            for start in range(0, V, BLOCK_V):
-                j = start + cols
-                x = tl.load(row + j, mask=j < V, other=float("-inf")).to(tl.float32)
-                hit = (x == mx) & (j < V) & (j != skip)
-                pick = tl.minimum(pick, tl.min(tl.where(hit, j, big), axis=0))
-        else:
-            z = tl.zeros((), tl.float64)
-            for start in range(0, V, BLOCK_V):
-                j = start + cols
-                x = tl.load(row + j, mask=j < V, other=float("-inf")).to(tl.float32)
-                w = tl.where((j < V) & (j != skip), tl.exp((x - mx) * inv_t), 0.0)
-                z += tl.sum(w.to(tl.float64), axis=0)
-            w0, _, _, _ = philox_words(seed, offset, m)
-            target = word_to_uniform(w0).to(tl.float64) * z
-            run = tl.zeros((), tl.float64)
-            pick = tl.zeros((), tl.int64) + big
-            last = tl.zeros((), tl.int64) - 1
-            start = tl.zeros((), tl.int64)
-            while (start < V) & (pick == big):
-                j = start + cols
-                x = tl.load(row + j, mask=j < V, other=float("-inf")).to(tl.float32)
-                w = tl.where((j < V) & (j != skip), tl.exp((x - mx) * inv_t), 0.0)
-                cs = run + tl.cumsum(w.to(tl.float64), axis=0)
-                pick = tl.min(tl.where((cs >= target) & (j < V), j, big), axis=0)
-                last = tl.maximum(last, tl.max(tl.where(w > 0.0, j, -1), axis=0))
-                run += tl.sum(w.to(tl.float64), axis=0)
-                start += BLOCK_V
-            # fp64 rounding between z and the scan: the contract's "last positive weight"
-            pick = tl.where(pick == big, last, pick)
-        if flag == 0:
+        w0, _, _, _ = philox_words(seed, offset, m)
+        pick, status, _ = sample_row(x_ptr + m * V, V, skip, inv_t, word_to_uniform(w0), GREEDY, BLOCK_V)
+        if status == ROW_SAMPLED:
             tl.store(out_ptr + p, pick.to(out_ptr.dtype.element_ty))
             tl.store(replaced_ptr + p, (pick != orig).to(tl.int8))
-        tl.store(flag_ptr + m, flag.to(tl.int8))
+        tl.store(status_ptr + m, status.to(tl.int8))
 
 
 @triton.jit
@@ -179,15 +139,15 @@ def sample_replace(logits: torch.Tensor, input_ids: torch.Tensor, is_masked: tor
     position, count = masked_positions(is_masked, rows)
     corrupted = input_ids.clone()
     is_replaced = torch.zeros_like(input_ids, dtype=torch.bool)
-    flags = torch.zeros(rows, dtype=torch.int8, device=logits.device)
+    status = torch.full((rows,), ROW_SAMPLED.value, dtype=torch.int8, device=logits.device)
     if rows:
-        greedy = temperature == 0.0
         _sample_replace_kernel[(rows,)](
-            logits, input_ids, position, corrupted, is_replaced.view(torch.int8), flags, vocab,
-            0.0 if greedy else 1.0 / temperature, seed, offset, DISALLOW=disallow_original, GREEDY=greedy,
+            logits, input_ids, position, corrupted, is_replaced.view(torch.int8), status, vocab,
+            inverse_temperature(temperature), seed, offset, DISALLOW=disallow_original, GREEDY=temperature == 0.0,
             BLOCK_V=min(triton.next_power_of_2(vocab), _BLOCK_V), num_warps=8)
-    status = torch.cat([count, (flags == 1).sum().reshape(1), (flags == 2).sum().reshape(1)])
-    return corrupted, is_replaced, status
+    counts = torch.cat([count, (status == ROW_NON_FINITE.value).sum().reshape(1),
+                        (status == ROW_EMPTY.value).sum().reshape(1)])
+    return corrupted, is_replaced, counts
 
 
 def statistical_fill(input_ids: torch.Tensor, is_masked: torch.Tensor, row_of_token: torch.Tensor, cdf: torch.Tensor,
@@ -218,7 +178,7 @@ def _aot_mask(ids: str, has_mask: bool):
 
 def _aot_sample(dtype: str, ids: str, disallow: bool, greedy: bool):
     sig = {"x_ptr": f"*{dtype}", "ids_ptr": f"*{ids}", "pos_ptr": "*i64", "out_ptr": f"*{ids}", "replaced_ptr": "*i8",
-           "flag_ptr": "*i8", "V": "i32", "inv_t": "fp32", **_SEED,
+           "status_ptr": "*i8", "V": "i32", "inv_t": "fp32", **_SEED,
            "DISALLOW": "constexpr", "GREEDY": "constexpr", "BLOCK_V": "constexpr"}
     return (_sample_replace_kernel, sig, {"DISALLOW": disallow, "GREEDY": greedy, "BLOCK_V": _BLOCK_V})
 

@@ -85,7 +85,7 @@ class CpuKernel {
     cpu_kernel_isas()[kernel] = cpu_isa_name(isa);
   }
   template <typename... Args>
-  auto operator()(Args&&... args) const -> decltype(std::declval<Fn>()(std::forward<Args>(args)...)) {
+  auto operator()(Args&&... args) const {
     return fn_(std::forward<Args>(args)...);
   }
 
