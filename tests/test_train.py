@@ -59,8 +59,10 @@ def test_loop_trains_logs_and_evaluates(tmp_path, corpus, _shared_tokenizer_cach
     steps = [r for r in records if "eval" not in r]
     evals = [r for r in records if "eval" in r]
     assert [r["step"] for r in steps] == list(range(1, 9))
-    assert [r["step"] for r in evals] == [4, 8]
+    assert [r["step"] for r in evals] == [0, 4, 8]  # before the first step, then every 4
     assert steps[-1]["loss"] < steps[0]["loss"], "the stand-in learns"
+    assert summary.start["auc_uniform"] == evals[0]["eval"]["auc_uniform"]
+    assert 0 < summary.heldout["rtd_majority"] < 1 and "fixed-set AUC, unigram" in summary.text()
     assert steps[0]["exit_fraction"] == pytest.approx(0.25)
     assert summary.flops_saved_fraction == pytest.approx(0.25)
     assert 0 <= summary.heldout["rtd_accuracy"] <= 1 and summary.heldout["tokens"] > 0
@@ -70,7 +72,7 @@ def test_loop_trains_logs_and_evaluates(tmp_path, corpus, _shared_tokenizer_cach
     model, optim, meta = _weights(tmp_path / "run")
     assert meta["step"] == 8 and meta["data_position"] == 8 * 2
     assert (tmp_path / "run" / "tokenizer.json").is_file() and (tmp_path / "run" / "config.json").is_file()
-    assert set(optim["state"]) == {"embed.weight", "norm.weight", "norm.bias", "head.weight", "head.bias"}
+    assert set(optim["state"]) == {f"discriminator.{n}" for n in ("embed.weight", "norm.weight", "norm.bias", "head.weight", "head.bias")}
     text = summary.text()
     for needle in ("steps", "tokens/s", "FLOPs saved by early exit  25.0%", "held-out RTD accuracy", "checkpoint"):
         assert needle in text
@@ -112,7 +114,7 @@ def test_different_seeds_differ(tmp_path, corpus, _shared_tokenizer_cache):
     _run(_cfg(tmp_path, corpus, "s0", tokenizer=str(_shared_tokenizer_cache), steps=2, seed=0))
     _run(_cfg(tmp_path, corpus, "s1", tokenizer=str(_shared_tokenizer_cache), steps=2, seed=1))
     a, b = _weights(tmp_path / "s0")[0], _weights(tmp_path / "s1")[0]
-    assert not torch.equal(a["embed.weight"], b["embed.weight"])
+    assert not torch.equal(a["discriminator.embed.weight"], b["discriminator.embed.weight"])
 
 
 def test_resume_refusals(tmp_path, corpus, _shared_tokenizer_cache):

@@ -1,22 +1,33 @@
-"""Held-out evaluation: RTD loss, accuracy and ROC AUC of the discriminator on fixed held-out batches.
+"""Held-out evaluation during training: the run's own RTD task and the fixed yardstick.
 
-Batch i runs in eval mode with seed EVAL_SEED and Philox offset EVAL_OFFSET + i, so the masked positions (and a
-statistical generator's replacements) are the same in every evaluation of every run. EVAL_OFFSET (2^61) lies
-beyond every training offset (step * 2^20 + shard) of a run shorter than 2^41 steps.
+    evaluate(model, batches, device, yardstick) -> {
+        rtd_loss, rtd_accuracy, rtd_auc, rtd_majority, tokens   the run's own task: held-out batch i in eval
+            mode with seed EVAL_SEED and Philox offset EVAL_OFFSET + i, corrupted by the run's own generator
+            (so it changes as the generator learns); rtd_majority is the accuracy of answering "original"
+            everywhere, the floor rtd_accuracy has to beat
+        auc_uniform, auc_unigram, recall5_*, accuracy_*, majority_*, mlm_accuracy, mlm_loss
+            the fixed yardstick (electra_fast.evaluation): the same corrupted tokens for every run and step}
+EVAL_OFFSET (2^61) lies beyond every training offset (step * 2^20 + shard) of a run shorter than 2^41 steps.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
+
+from .. import evaluation
+from .distributed import unwrap
 
 EVAL_SEED = 0x5EED
 EVAL_OFFSET = 2**61
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: list[dict], device: torch.device) -> dict:
-    """{rtd_loss, rtd_accuracy, rtd_auc, tokens} over the real (unpadded) tokens of `batches`; the loss and
-    accuracy are token-weighted means."""
+def evaluate(model: nn.Module, batches: list[dict], device: torch.device,
+             yardstick: Optional[evaluation.HeldoutSets] = None) -> dict:
+    """The run's own held-out RTD metrics over the real tokens of `batches` (token-weighted means), plus
+    the fixed yardstick's scores when `yardstick` is given. Leaves the model in eval mode."""
     model.eval()
     loss_sum = correct = tokens = 0.0
     scores, labels = [], []
@@ -31,22 +42,10 @@ def evaluate(model: nn.Module, batches: list[dict], device: torch.device) -> dic
         tokens += n
         scores.append(out.disc_logits.float()[real].cpu())
         labels.append(out.is_replaced[real].cpu())
-    return {"rtd_loss": loss_sum / tokens, "rtd_accuracy": correct / tokens,
-            "rtd_auc": roc_auc(torch.cat(scores), torch.cat(labels)), "tokens": int(tokens)}
-
-
-def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Area under the ROC curve of `scores` for binary `labels` (ties share their average rank); nan if
-    one class is absent."""
-    scores, labels = scores.double().flatten(), labels.bool().flatten()
-    n_pos = int(labels.sum())
-    n_neg = labels.numel() - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = torch.argsort(scores)
-    sorted_scores = scores[order]
-    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    avg_rank = (ends - (counts.double() - 1) / 2)[inverse]  # 1-based average rank of each sorted score
-    pos_rank_sum = avg_rank[labels[order]].sum().item()
-    return (pos_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    replaced = torch.cat(labels)
+    result = {"rtd_loss": loss_sum / tokens, "rtd_accuracy": correct / tokens,
+              "rtd_auc": evaluation.roc_auc(torch.cat(scores), replaced),
+              "rtd_majority": 1.0 - replaced.double().mean().item(), "tokens": int(tokens)}
+    if yardstick is not None:
+        result.update(evaluation.evaluate(unwrap(model), yardstick))
+    return result

@@ -26,7 +26,7 @@ from .export import export_hf
 from .optim import adamw
 from .seeds import dropout_seed, step_offset
 from .setup import RunSetup
-from .summary import Summary
+from .summary import START_METRICS, Summary
 
 
 class Trainer:
@@ -43,6 +43,7 @@ class Trainer:
         self.dist, self.device, self.out = setup.dist, setup.device, setup.out
         self.config, self.layout, self.warmup = setup.config, setup.layout, setup.warmup
         self.tokenizer, self.batches, self.heldout = setup.tokenizer, setup.batches, setup.heldout
+        self.yardstick = setup.yardstick
         self.step_flops, self.log = step_flops, setup.dist.main_only(log)
 
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
@@ -151,6 +152,10 @@ class Trainer:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def evaluate(self) -> dict:
+        """The held-out evaluation (training.evaluation.evaluate) of the model as it is now."""
+        return evaluate(self.model, self.heldout, self.device, self.yardstick)
+
     # -- the run
     def run(self) -> Summary:
         cfg = self.cfg
@@ -160,6 +165,10 @@ class Trainer:
 
             bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True)
         last_saved = self.step
+        if self.step == 0:  # where the run starts on the fixed yardstick, for the summary's "before -> after"
+            start = self.evaluate()
+            self._write_metrics({"step": 0, "eval": start})
+            self.stats["start_eval"] = {k: start[k] for k in START_METRICS if k in start}
         try:
             while self.step < cfg.steps:
                 start = time.perf_counter()
@@ -175,7 +184,7 @@ class Trainer:
                                     exit=f"{record['exit_fraction']:.2f}", tok_s=f"{record['tokens_per_s']:.0f}",
                                     flop_s=f"{record['flops_per_s']:.2e}", refresh=False)
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
-                    self._write_metrics({"step": self.step, "eval": evaluate(self.model, self.heldout, self.device)})
+                    self._write_metrics({"step": self.step, "eval": self.evaluate()})
                 if cfg.save_every and self.step % cfg.save_every == 0:
                     self.save()
                     last_saved = self.step
@@ -187,7 +196,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        heldout = evaluate(self.model, self.heldout, self.device)
+        heldout = self.evaluate()
         self._write_metrics({"step": self.step, "eval": heldout})
         checkpoint = self.save()
         export = cfg.export_hf and self.dist.main

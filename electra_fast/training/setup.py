@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import data as D
+from .. import evaluation
 from .checkpoint import CHECKPOINT, TrainingCheckpoint
 from .config import TrainConfig
 from .distributed import Dist, init_distributed
@@ -37,6 +38,7 @@ class RunSetup:
     sampler: Optional[nn.Module]                              # statistical generator's sampler, on `device`
     batches: Union[D.PackedBatches, D.StreamingCorpus]        # training rows from the data position on
     heldout: list                                             # held-out batches for evaluation
+    yardstick: object                                         # electra_fast.evaluation.HeldoutSets of them
     checkpoint: Optional[TrainingCheckpoint]                  # what a resumed run restores
 
 
@@ -61,7 +63,8 @@ def setup_run(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> RunSet
         raise ValueError(f"world size x accumulation must be <= 2^{SHARD_BITS}")
 
     packed = _packed(cfg, dist, corpus_paths, tokenizer, config.seq_len, log)
-    sampler = build_sampler(config.generator, config.vocab_size, ids, packed.train)
+    counts = train_counts(packed.train, config.vocab_size)
+    sampler = build_sampler(config.generator, ids, counts)
     if checkpoint is not None:
         warmup, data_start = checkpoint.meta.warmup, checkpoint.meta.data_position
     else:
@@ -72,9 +75,12 @@ def setup_run(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> RunSet
                                     heldout_fraction=cfg.heldout_fraction, start=data_start)
     else:
         batches = D.PackedBatches(packed, layout, dist.rank, seed=cfg.seed, start=data_start)
+    heldout = D.heldout_batches(packed, config.batch_size, cfg.eval_sequences)
+    yardstick = evaluation.heldout_sets(torch.cat([b["input_ids"] for b in heldout]), ids, counts,
+                                        cache_dir=cfg.cache_dir)
     return RunSetup(cfg=cfg, dist=dist, device=device, out=out, tokenizer=tokenizer, config=config, layout=layout,
                     warmup=warmup, sampler=sampler.to(device) if sampler is not None else None, batches=batches,
-                    heldout=D.heldout_batches(packed, config.batch_size, cfg.eval_sequences), checkpoint=checkpoint)
+                    heldout=heldout, yardstick=yardstick, checkpoint=checkpoint)
 
 
 def check_output_dir(out: pathlib.Path, resume: bool) -> None:
@@ -144,19 +150,25 @@ def build_config(cfg: TrainConfig, ids: D.SpecialIds, vocab_size: int, saved: Op
     return config
 
 
-def build_sampler(kind: str, vocab_size: int, ids: D.SpecialIds, train_split):
-    """The statistical generator's sampler, its counts taken from the packed train split."""
+def train_counts(train_split, vocab_size: int) -> torch.Tensor:
+    """[vocab_size] float64 token frequencies over the packed train split (padding included; the samplers
+    and the yardstick exclude the special ids themselves)."""
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    for start in range(0, len(train_split), 4096):
+        block = D.rows(train_split, range(start, min(start + 4096, len(train_split))))
+        counts += torch.bincount(block.flatten(), minlength=vocab_size)[:vocab_size].double()
+    return counts
+
+
+def build_sampler(kind: str, ids: D.SpecialIds, counts: torch.Tensor):
+    """The statistical generator's sampler for `kind`, from the train split's token `counts`."""
     if kind == "network":
         return None
     from .. import samplers
 
     exclude = [ids.pad, ids.unk, ids.cls, ids.sep, ids.mask]
     if kind == "uniform":
-        return samplers.UniformSampler(vocab_size, exclude_ids=exclude)
-    counts = torch.zeros(vocab_size, dtype=torch.float64)
-    for start in range(0, len(train_split), 4096):
-        block = D.rows(train_split, range(start, min(start + 4096, len(train_split))))
-        counts += torch.bincount(block.flatten(), minlength=vocab_size).double()
+        return samplers.UniformSampler(counts.numel(), exclude_ids=exclude)
     if kind == "unigram":
         return samplers.UnigramSampler.from_counts(counts, exclude_ids=exclude)
     return samplers.ClusterSampler.from_frequencies(counts, num_clusters=100)

@@ -18,24 +18,38 @@ def write_corpus(path):
     return path
 
 
-class StandIn(nn.Module):
-    """A small module with ElectraForPretraining's call signature and output fields: Philox-driven
-    corruption (so offsets matter), dropout (so the torch seed matters), LayerNorm, bias, embedding."""
+class StandInDiscriminator(nn.Module):
+    """(input_ids, attention_mask, token_type_ids) -> (hidden [B,T,16], logits [B,T]), as the model's."""
 
-    def __init__(self, config, sampler=None):
+    def __init__(self, config):
         super().__init__()
-        self.config, self.sampler = config, sampler
+        self.config = config
         self.embed = nn.Embedding(config.vocab_size, 16)
         self.norm = nn.LayerNorm(16)
         self.drop = nn.Dropout(0.1)
         self.head = nn.Linear(16, 1)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        hidden = self.drop(self.norm(self.embed(input_ids)))
+        return hidden, self.head(hidden).squeeze(-1)
+
+
+class StandIn(nn.Module):
+    """A small module with ElectraForPretraining's call signature, output fields and `.discriminator`:
+    Philox-driven corruption (so offsets matter), dropout (so the torch seed matters), LayerNorm, bias,
+    embedding."""
+
+    def __init__(self, config, sampler=None):
+        super().__init__()
+        self.config, self.sampler = config, sampler
+        self.discriminator = StandInDiscriminator(config)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, *, seed=0, offset=0, step=None):
         u = ef_random.uniform(input_ids.numel(), seed=seed, offset=2 * offset).view_as(input_ids)
         real = attention_mask.bool()
         replaced = (u < 0.15) & real
         corrupted = torch.where(replaced, (input_ids + 7) % self.config.vocab_size, input_ids)
-        logits = self.head(self.drop(self.norm(self.embed(corrupted)))).squeeze(-1)
+        _, logits = self.discriminator(corrupted, attention_mask)
         rtd = F.binary_cross_entropy_with_logits(logits[real], replaced[real].float())
         accuracy = ((logits[real] > 0) == replaced[real]).float().mean()
         return types.SimpleNamespace(loss=50 * rtd, rtd_loss=rtd, mlm_loss=None, rtd_accuracy=accuracy,

@@ -20,8 +20,8 @@ def test_param_groups_exclude_layernorm_and_bias():
     decay, no_decay = param_groups(model, 0.01)
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
     ids = lambda group: {id(p) for p in group["params"]}  # noqa: E731
-    assert ids(decay) == {id(model.embed.weight), id(model.head.weight)}
-    assert ids(no_decay) == {id(model.norm.weight), id(model.norm.bias), id(model.head.bias)}
+    assert ids(decay) == {id(model.discriminator.embed.weight), id(model.discriminator.head.weight)}
+    assert ids(no_decay) == {id(model.discriminator.norm.weight), id(model.discriminator.norm.bias), id(model.discriminator.head.bias)}
 
 
 def test_scheduler_follows_the_schedule():
