@@ -179,10 +179,12 @@ def test_samples_match_sample_replace(name, temperature):
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
-def test_disallowed_tokens_are_never_sampled(pair):
+@pytest.mark.parametrize("disallowed", [float("-inf"), -1e4], ids=["-inf", "underflow"])
+def test_disallowed_tokens_are_never_sampled(pair, disallowed):
+    """-inf logits, and finite ones whose weight underflows to 0, are never drawn: a sample needs w > 0."""
     hidden, weight, b, targets = make(6, 8, 64, device=pair[0])
     b = b.detach().clone()
-    b[::2] = float("-inf")
+    b[::2] = disallowed
     b.requires_grad_()
     targets = targets | 1  # odd, allowed ids
     got = run(pair, hidden, weight, b, targets, chunk_size=4)

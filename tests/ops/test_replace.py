@@ -91,6 +91,20 @@ def test_mask_tokens_rate_split_and_uniformity():
 
 
 @over_pairs()
+def test_mask_tokens_rounds_the_rounded_product_half_to_even(on):
+    """k = round_half_even(fl(n_real * 0.15)): at n_real = 10, 50, 90, 130 the double product is exactly an
+    odd integer + 1/2 while the exact product is just below it, so a backend that fused the product into the
+    rounding (a multiply-add) would mask one position fewer."""
+    device, _ = on
+    lengths = [10, 50, 90, 130]
+    assert [round(n * 0.15) for n in lengths] == [2, 8, 14, 20]
+    ids = torch.full((len(lengths), max(lengths)), 7, dtype=torch.int64, device=device)
+    am = (torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]).to(device)
+    _, is_masked = F.mask_tokens(ids, am, mask_prob=0.15, mask_token_id=MASK, seed=0)
+    assert is_masked.sum(1).tolist() == [2, 8, 14, 20]
+
+
+@over_pairs()
 def test_mask_tokens_seed_and_offset_change_the_draw(on):
     device, _ = on
     ids, am = _batch(4, 64, device=device)
@@ -127,6 +141,24 @@ def test_sample_replace_matches_reference(on, dtype, temperature, disallow):
     assert not (got[0][is_masked] % 7 == 0).any()  # -inf logits are never drawn
     if disallow:
         assert got[1][is_masked].all()
+
+
+@over_pairs()
+@pytest.mark.parametrize("disallow", [False, True])
+def test_sample_replace_never_draws_a_zero_weight(on, disallow):
+    """Finite logits whose weight exp((x - max) / T) underflows to 0 are never drawn (nor is an excluded
+    original), whatever the uniform and whatever order a backend sums in: a sample needs w > 0."""
+    device, name = on
+    vocab = 1537 if name != "triton" else 300
+    ids, is_masked = _masked_batch(device, vocab=vocab, seed=3)
+    logits = _logits(int(is_masked.sum()), vocab, device=device, seed=3)
+    logits[:, 1::3] = -1e4
+    kw = dict(temperature=0.7, disallow_original=disallow, seed=9, offset=4)
+    got, replaced = F.sample_replace(logits, ids, is_masked, **kw)
+    assert not (got[is_masked] % 3 == 1).any()
+    if disallow:
+        assert replaced[is_masked].all()
+    assert torch.equal(got, reference.sample_replace(logits, ids, is_masked, **kw)[0])
 
 
 @over_pairs()
