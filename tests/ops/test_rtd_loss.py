@@ -354,7 +354,7 @@ def test_bad_input():
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_eager_fast_path_equals_custom_op_bit_for_bit(reduction):
-    # plain eager calls skip the dispatcher (ops/_eager.py); both paths must run the same kernels
+    # plain eager calls skip the dispatcher (ops/_dispatch.py: call); both paths must run the same kernels
     from electra_fast.ops import rtd_loss as op_module
 
     logits = torch.randn(5, 37, dtype=torch.float32)
