@@ -551,6 +551,16 @@ class StreamingCorpus:
         return self.start + steps_done * self.layout.global_batch
 
 
+def token_counts(split, vocab_size: int) -> torch.Tensor:
+    """[vocab_size] float64 token frequencies over a packed split (padding included; the samplers and the
+    evaluation yardstick exclude the special ids themselves)."""
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    for start in range(0, len(split), 4096):
+        block = rows(split, range(start, min(start + 4096, len(split))))
+        counts += torch.bincount(block.flatten(), minlength=vocab_size)[:vocab_size].double()
+    return counts
+
+
 def heldout_batches(corpus: PackedCorpus, batch: int, max_sequences: Optional[int] = None
                     ) -> list[dict[str, torch.Tensor]]:
     """The held-out split (its first `max_sequences` rows) in fixed order, as batches of `batch` rows."""

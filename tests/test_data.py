@@ -242,6 +242,14 @@ def test_prepare_packs_both_splits_and_caches(tmp_path, small_corpus, tokenizer,
     assert not [p for p in (tmp_path / "packed").iterdir() if p.name.startswith(".")], "no temp dir left"
 
 
+def test_token_counts_over_a_split(tmp_path, small_corpus, tokenizer):
+    corpus = data.prepare([small_corpus], tokenizer, 16, heldout_fraction=0.1, cache_dir=tmp_path)
+    vocab = tokenizer.get_vocab_size()
+    counts = data.token_counts(corpus.train, vocab)
+    expected = torch.bincount(torch.tensor(corpus.train["input_ids"]).flatten(), minlength=vocab).double()
+    assert counts.dtype == torch.float64 and torch.equal(counts, expected)
+
+
 def test_prepare_rejects_empty_corpus_and_leaves_no_cache(tmp_path, tokenizer):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")

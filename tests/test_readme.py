@@ -19,10 +19,11 @@ def section() -> str:
 BLOCKS = re.findall(r"^```python\n(.*?)^```", section(), flags=re.S | re.M)
 
 
-def test_section_has_the_three_examples():
-    assert len(BLOCKS) == 3
+def test_section_has_the_four_examples():
+    assert len(BLOCKS) == 4
     joined = "\n".join(BLOCKS)
-    for name in ("generator_head", "rtd_loss", "gather_tokens", "scatter_tokens", "apply_kernels"):
+    for name in ("generator_head", "rtd_loss", "gather_tokens", "scatter_tokens", "apply_kernels",
+                 "corpus_heldout_sets"):
         assert name in joined, name
 
 
@@ -30,6 +31,9 @@ def test_section_has_the_three_examples():
 def test_block_runs(index):
     if "transformers" in BLOCKS[index]:
         pytest.importorskip("transformers")
+    if "tokenizer_for" in BLOCKS[index]:
+        pytest.importorskip("tokenizers")
+        pytest.importorskip("datasets")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -23,10 +23,11 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 
+from .. import data
 from .. import functional as EF
 from .. import samplers
 from ..data import SpecialIds, collate, default_cache_dir
@@ -138,6 +139,19 @@ def heldout_sets(heldout_ids: torch.Tensor, special_ids: SpecialIds, train_count
     torch.save(_to_state(sets), tmp)
     os.replace(tmp, path)
     return sets
+
+
+def corpus_heldout_sets(tokenizer, paths: Optional[Sequence[str | os.PathLike]] = None, *, seq_len: int = 128,
+                        max_sequences: Optional[int] = 64, heldout_fraction: float = 0.02, seed: int = 0,
+                        cache_dir: Optional[str | os.PathLike] = None) -> HeldoutSets:
+    """The yardstick of a corpus (default: the bundled one) as `electra-fast pretrain` builds it: the corpus
+    packed with `tokenizer` (a `tokenizers.Tokenizer`) to seq_len, the first `max_sequences` held-out rows
+    (None: all; pretrain's --eval-sequences), the train split's token counts for the unigram corrupter."""
+    packed = data.prepare(list(paths or [data.bundled_corpus()]), tokenizer, seq_len,
+                          heldout_fraction=heldout_fraction, cache_dir=cache_dir)
+    n = len(packed.heldout) if max_sequences is None else min(max_sequences, len(packed.heldout))
+    return heldout_sets(data.rows(packed.heldout, range(n)), packed.ids,
+                        data.token_counts(packed.train, tokenizer.get_vocab_size()), seed=seed, cache_dir=cache_dir)
 
 
 def _to_state(sets: HeldoutSets) -> dict:

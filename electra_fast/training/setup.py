@@ -63,7 +63,7 @@ def setup_run(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> RunSet
         raise ValueError(f"world size x accumulation must be <= 2^{SHARD_BITS}")
 
     packed = _packed(cfg, dist, corpus_paths, tokenizer, config.seq_len, log)
-    counts = train_counts(packed.train, config.vocab_size)
+    counts = D.token_counts(packed.train, config.vocab_size)
     sampler = build_sampler(config.generator, ids, counts)
     if checkpoint is not None:
         warmup, data_start = checkpoint.meta.warmup, checkpoint.meta.data_position
@@ -148,16 +148,6 @@ def build_config(cfg: TrainConfig, ids: D.SpecialIds, vocab_size: int, saved: Op
         raise ValueError(f"seq_len {config.seq_len} is larger than the {cfg.preset} preset's position table "
                          f"(max_position_embeddings={config.max_position_embeddings})")
     return config
-
-
-def train_counts(train_split, vocab_size: int) -> torch.Tensor:
-    """[vocab_size] float64 token frequencies over the packed train split (padding included; the samplers
-    and the yardstick exclude the special ids themselves)."""
-    counts = torch.zeros(vocab_size, dtype=torch.float64)
-    for start in range(0, len(train_split), 4096):
-        block = D.rows(train_split, range(start, min(start + 4096, len(train_split))))
-        counts += torch.bincount(block.flatten(), minlength=vocab_size)[:vocab_size].double()
-    return counts
 
 
 def build_sampler(kind: str, ids: D.SpecialIds, counts: torch.Tensor):
