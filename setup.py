@@ -38,7 +38,7 @@ def _extensions():
     include_dirs += [p for p in os.environ.get("ELECTRA_FAST_EXTRA_INCLUDE", "").split(os.pathsep) if p]
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]
-    # glibc's vector libm (expf/log1pf SIMD variants, see csrc/include/electra_fast/cpu_simd.h)
+    # glibc's vector libm (the SIMD variants of expf, see csrc/include/electra_fast/cpu_isa.h)
     link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") and platform.machine() == "x86_64" else [])
     define_macros = [("Py_LIMITED_API", "0x03090000")]
     use_cuda = _cuda_wanted(torch.version.cuda)

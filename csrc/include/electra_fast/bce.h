@@ -8,24 +8,17 @@
 #pragma once
 #include "electra_fast/macros.h"
 
-// The templates must inline on the CPU: an out-of-line copy of a float-vector instantiation is built
-// for the baseline target and has another vector calling convention than an AVX2 caller.
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define EF_BCE_INLINE EF_INLINE
-#else
-#define EF_BCE_INLINE __attribute__((always_inline)) inline
-#endif
-
 namespace electra_fast {
 
 // Reductions of the RTD loss, in the order of the `reduction` integer the raw kernels take.
 enum Reduction : int64_t { kReductionNone = 0, kReductionSum = 1, kReductionMean = 2 };
 
-// The loss given log1p(e). Templates over the value type: float on the GPU and in scalar code, a GCC
-// vector of floats in the CPU kernel (its own SIMD exp/log1p supply e and log1p(e)); written with
-// value selects only (T{} is 0), which both kinds of T support.
+// The loss given log1p(e). Templates over the value type: float on the GPU, a GCC vector of floats in
+// the CPU kernel (its own SIMD exp/log1p supply e and log1p(e)); written with value selects only (T{} is
+// 0), which both kinds of T support. Always inlined: the CPU kernel's per-ISA builds (cpu_isa.h) must
+// compile them for their own instruction set.
 template <typename T>
-EF_HOST_DEVICE EF_BCE_INLINE T bce_loss_from_log1p(T x, T y, T log1p_e) {
+EF_HOST_DEVICE EF_ALWAYS_INLINE T bce_loss_from_log1p(T x, T y, T log1p_e) {
   const T relu = x > T{} ? x : T{};
   return relu - x * y + log1p_e;
 }
@@ -35,19 +28,11 @@ EF_HOST_DEVICE EF_INLINE float bce_loss_from_exp(float x, float y, float e) {
 }
 
 template <typename T>
-EF_HOST_DEVICE EF_BCE_INLINE T bce_grad_from_exp(T x, T y, T e) {
+EF_HOST_DEVICE EF_ALWAYS_INLINE T bce_grad_from_exp(T x, T y, T e) {
   const T inv = 1.f / (1.f + e);
   const T e_inv = e * inv;
   const T sig = x >= T{} ? inv : e_inv;
   return sig - y;
-}
-
-EF_HOST_DEVICE EF_INLINE float bce_with_logits(float x, float y) {
-  return bce_loss_from_exp(x, y, expf(-fabsf(x)));
-}
-
-EF_HOST_DEVICE EF_INLINE float bce_with_logits_grad(float x, float y) {
-  return bce_grad_from_exp(x, y, expf(-fabsf(x)));
 }
 
 // Confusion counts of one token for the RTD metrics: prediction "replaced" iff logit > 0.

@@ -6,9 +6,9 @@
 // inlined, keeps its baseline build, and so does a lambda, which does not inherit the target of the
 // function around it; so loops live in the built function and at::parallel_for calls it, not the reverse.
 // CpuKernel picks one build per kernel when the library loads, with __builtin_cpu_supports, and records
-// the choice for electra_fast_C::cpu_isa (csrc/ops.cpp). GCC's target_clones is not used: its resolver
-// runs while the dlopen'd extension is relocated, and in this extension it picked the baseline on an
-// AVX-512 CPU.
+// the choice for electra_fast_C::cpu_isa (csrc/ops.cpp). GCC's ifunc-based multiversioning is not used:
+// its resolver runs while the dlopen'd extension is relocated, and in this extension it picked the
+// baseline on an AVX-512 CPU.
 //
 // Vector libm: glibc's libmvec has SIMD variants of expf (_ZGV*), but math.h only announces them under
 // -ffast-math, which would also break inf/NaN handling. Re-declaring expf with the `simd` attribute lets

@@ -7,9 +7,8 @@
 //   mx   = max_i x_i,   e_i = exp(x_i - mx),   Z = sum_i e_i   (fp64 sum)
 //   loss = log Z + mx - x_t                         0 when t == ignore_index
 //   dx_i = s * (e_i / Z - [i == t])                  0 when t == ignore_index
-// The sample follows sampling.h exactly (w_i = exp((x_i - mx) / T), inverse CDF on sum w, one
-// uniform per row: word 0 of Philox counter `row` in stream (seed, offset)); at T = 1, w_i = e_i, so
-// the normaliser is shared by the loss and the sample.
+// The sample is sampling.h's, drawn by the same routine as sample_replace's (one uniform per row: word 0
+// of Philox counter `row` in stream (seed, offset)), whose row max the loss reuses.
 #pragma once
 #include "electra_fast/macros.h"
 #include "electra_fast/philox.h"
