@@ -355,6 +355,44 @@ def test_kernel_rejects_out_of_range_targets():
         op.generator_head_op(hidden, weight, b, targets, 1.0, 1, 0, 2, -100, 0, False, False, False)
 
 
+def _raw_rows_args(device, rows=20, v=50):
+    """Arguments of electra_fast_C::generator_head_rows for one chunk (write_grad, sample, grad_bias)."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(rows, v, generator=g).to(device)
+    targets = torch.randint(0, v, (rows,), generator=g).to(device)
+    scale = torch.ones(1, device=device)
+    loss = torch.empty(rows, device=device)
+    samples = torch.empty(rows, dtype=torch.int64, device=device)
+    grad_bias = torch.zeros(v, device=device)
+    return [logits, targets, scale, loss, samples, grad_bias, 0, 1.0, 1, 0, -100, True, True]
+
+
+def test_cpu_row_kernel_checks_targets_before_writing():
+    """An out-of-range target in the chunk's last row fails the call with the logits still untouched."""
+    args = _raw_rows_args("cpu")
+    args[1][-1] = 50
+    before = args[0].clone()
+    with pytest.raises(RuntimeError, match=r"targets\[19\] = 50 is out of range"):
+        torch.ops.electra_fast_C.generator_head_rows(*args)
+    assert torch.equal(args[0], before)
+
+
+@pytest.mark.gpu
+def test_cuda_row_kernel_checks_every_argument_before_writing():
+    """A grad_bias on another device or of the wrong size fails the call before the in-place kernel runs."""
+    if "cuda" not in backend.available("cuda"):
+        pytest.skip("the CUDA kernels are not built")
+    for index, bad, match in [(5, torch.zeros(50), "grad_bias must be on cuda"),
+                              (5, torch.zeros(49, device="cuda"), "grad_bias must have 50 elements"),
+                              (1, torch.zeros(20, dtype=torch.int64), "targets must be on cuda")]:
+        args = _raw_rows_args("cuda")
+        args[index] = bad
+        before = args[0].clone()
+        with pytest.raises(RuntimeError, match=match):
+            torch.ops.electra_fast_C.generator_head_rows(*args)
+        assert torch.equal(args[0], before)
+
+
 def test_auto_chunk_size():
     assert op.auto_chunk_size(30522, 128) % 64 == 0
     assert op.auto_chunk_size(30522, 768) >= 2 * 768

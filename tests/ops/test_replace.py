@@ -297,6 +297,19 @@ def test_sample_replace_bad_input(on):
         F.sample_replace(logits, ids.to("meta"), is_masked, seed=0)
 
 
+@pytest.mark.gpu
+def test_cuda_kernels_reject_tensors_on_another_device():
+    """The raw CUDA ops check that every tensor argument is on the device they run on."""
+    if "cuda" not in backend.available("cuda"):
+        pytest.skip("the CUDA kernels are not built")
+    ids, is_masked = _masked_batch("cuda")
+    logits = _logits(int(is_masked.sum()), 50, device="cuda")
+    with pytest.raises(RuntimeError, match="is_masked must be on cuda"):
+        torch.ops.electra_fast_C.sample_replace(logits, ids, is_masked.cpu(), 1.0, False, 1, 0)
+    with pytest.raises(RuntimeError, match="special_token_ids must be on cuda"):
+        torch.ops.electra_fast_C.mask_tokens(ids, None, torch.tensor(SPECIALS), 0.15, MASK, 0.85, 1, 0)
+
+
 def test_mask_tokens_bad_input():
     ids, am = _batch(2, 8)
     with pytest.raises(TypeError, match="mask_token_id"):
