@@ -29,10 +29,11 @@ def find_benchmarks(explicit: Optional[str] = None) -> Path:
         if not (path / "run_all.py").is_file():
             raise FileNotFoundError(f"no benchmark suite at {path} (it has no run_all.py)")
         return path.resolve()
-    spec = importlib.util.find_spec("electra_fast._benchmarks")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(root) / "run_all.py").is_file():
-            return Path(root).resolve()
+    package = Path(__file__).resolve().parent
+    # installed: the copy inside the package; editable install or source checkout: the one beside it
+    for path in (package / "_benchmarks", package.parent / "benchmarks"):
+        if (path / "run_all.py").is_file():
+            return path
     raise FileNotFoundError("this electra_fast install has no benchmark suite (electra_fast._benchmarks); "
                             "reinstall it with pip install 'electra_fast[bench]'")
 
