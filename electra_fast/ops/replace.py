@@ -26,7 +26,7 @@ into a small `status` tensor; with validate=True (default) the wrapper reads it,
 id range check, in ONE host sync and raises a ValueError. validate=False skips it (no sync; invalid
 rows keep their original token). Under torch.compile the check is skipped as well.
 
-Kernels: csrc/cpu/replace.cpp (+ replace_row.h), csrc/cuda/replace.cu (math in masking.h),
+Kernels: csrc/cpu/replace.cpp (row sampler in sampling.h), csrc/cuda/replace.cu (math in masking.h, sampling.cuh),
 electra_fast/triton/replace.py. Tests: tests/ops/test_replace.py, tests/test_samplers.py.
 """
 from __future__ import annotations
