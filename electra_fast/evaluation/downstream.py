@@ -105,7 +105,7 @@ class _Classifier(nn.Module):
 
 
 def finetune_accuracy(discriminator: nn.Module, reviews: Reviews, *, steps: int = 300, batch: int = 32,
-                      lr: float = 1e-3, weight_decay: float = 0.01, dropout: float = 0.1,
+                      lr: float = 3e-4, weight_decay: float = 0.01, dropout: float = 0.1,
                       seed: int = 0) -> Dict[str, float]:
     """Fine-tune a copy of `discriminator` with a classification head on the train split for `steps` AdamW
     steps; returns test accuracy (and the final train loss). The data order and head init follow `seed`."""
