@@ -21,7 +21,8 @@ anything is ranked, two gates must hold: the baseline's mean AUC on the easy set
 its mean gain over the untrained control on the hard set is at least HARD_GATE_STDS seed stds. Otherwise
 the report says "inconclusive: <gate>" and ranks nothing. The headline per configuration is the compute to
 reach the baseline's final quality: the fraction of the baseline's FLOPs (and wall-clock) at which the
-configuration's seed-mean curve first reaches the baseline's final seed-mean, per corrupter.
+configuration's seed-mean curve first reaches the baseline's final seed-mean, per corrupter (n/a on a set
+where the baseline itself does not beat the untrained control by HARD_GATE_STDS seed stds).
 
 Results are cached per (configuration, seed, plan) under <cache>/quality_runs/, so adding a configuration
 costs only its own runs. Wall-clock is the training time alone (evaluations excluded); each run records the
@@ -245,6 +246,15 @@ def reach(curves: Sequence[Sequence[Dict[str, object]]], metric: str, target: fl
     return math.nan, math.nan
 
 
+def _separated(stats: Dict[str, Dict[str, tuple]], corrupter: str) -> bool:
+    """Whether the baseline's mean AUC on `corrupter`'s set beats the untrained control's by HARD_GATE_STDS of
+    its seed std: only then is "compute to reach the baseline's quality" about something a model learned."""
+    if "baseline" not in stats or "untrained" not in stats:
+        return False
+    (mean, std), control = stats["baseline"][f"auc_{corrupter}"], stats["untrained"][f"auc_{corrupter}"][0]
+    return mean - control >= HARD_GATE_STDS * std
+
+
 def analyse(results: Sequence[Dict[str, object]], quick: bool) -> Dict[str, object]:
     """Per configuration: mean ± std of each metric, the paired difference from the baseline, whether it
     counts, compute to reach the baseline's final quality; and the gates."""
@@ -256,6 +266,7 @@ def analyse(results: Sequence[Dict[str, object]], quick: bool) -> Dict[str, obje
     stats = {name: {m: _mean_std([r.get(m, math.nan) for r in runs.values()]) for m in METRICS}
              for name, runs in by_config.items()}
     gates = []
+    separated = {c: _separated(stats, c) for c in CORRUPTERS}
     seeds = min((len(runs) for runs in by_config.values()), default=0)
     if quick or seeds < MIN_SEEDS:
         gates.append(f"smoke test ({'--quick, ' if quick else ''}{seeds} seed(s); ranking needs {MIN_SEEDS}): it "
@@ -268,7 +279,7 @@ def analyse(results: Sequence[Dict[str, object]], quick: bool) -> Dict[str, obje
             gates.append(f"inconclusive: the baseline's AUC on the easy (uniform) set is {easy:.3f} < {EASY_GATE}")
         gain = stats["baseline"]["auc_unigram"][0] - stats["untrained"]["auc_unigram"][0]
         std = stats["baseline"]["auc_unigram"][1]
-        if not gain >= HARD_GATE_STDS * std:
+        if not separated["unigram"]:
             gates.append(f"inconclusive: the baseline gains {gain:.3f} AUC over the untrained control on the hard "
                          f"(unigram) set, less than {HARD_GATE_STDS:g} seed stds ({HARD_GATE_STDS * std:.3f})")
     summary = []
@@ -287,6 +298,9 @@ def analyse(results: Sequence[Dict[str, object]], quick: bool) -> Dict[str, obje
                 row[f"{m}_counts"] = abs(row[f"{m}_vs_baseline"]) > spread
         if name != "untrained" and base:
             for c in CORRUPTERS:
+                if not separated[c]:  # the baseline's final quality is within the untrained control's noise
+                    row[f"flops_to_baseline_{c}"] = row[f"wall_to_baseline_{c}"] = None
+                    continue
                 target = stats["baseline"][f"auc_{c}"][0]
                 row[f"flops_to_baseline_{c}"], row[f"wall_to_baseline_{c}"] = reach(
                     [r["curve"] for r in runs.values()], f"auc_{c}", target, base_seconds)

@@ -95,13 +95,22 @@ def quality_section(out_dir: Path) -> List[str]:
              "Rotten Tomatoes snippets (movie-level split). Mean +- seed std; `vs baseline` is the paired "
              "difference (same seeds), marked * when it is larger than the seed spread. `FLOPs to baseline` is the "
              "fraction of the baseline's FLOPs at which the configuration's seed-mean first reaches the baseline's "
-             "final seed-mean AUC.", ""]
+             "final seed-mean AUC (n/a on a set where the baseline does not beat the untrained control by 5 seed "
+             "stds).", ""]
     if loads:
-        lines += [f"1-minute load average during the runs: {min(loads):.2f}-{max(loads):.2f}.", ""]
+        lines += [f"1-minute load average at the end of each run: {min(loads):.2f}-{max(loads):.2f} (a run keeps both cores "
+                  "busy, so about 2 means nothing else was running).", ""]
+    gates = [r["verdict"] for r in (verdicts or {"rows": []})["rows"]
+             if r["verdict"].startswith(("inconclusive", "smoke test"))]
+    if gates:
+        lines += ["**No ranking:** " + "; ".join(gates) + ". The table is the data, not a verdict.", ""]
 
-    def ms(key, scale=1.0):
-        return lambda r: ("" if r.get(key) in ("", None) else
-                          f"{scale * float(r[key]):.3f} +- {scale * float(r.get(key + '_std') or 0):.3f}")
+    def ms(key):
+        def cell(r):
+            if r.get(key) in ("", None) or math.isnan(float(r[key])):
+                return ""
+            return f"{float(r[key]):.3f} +- {float(r.get(key + '_std') or 0):.3f}"
+        return cell
 
     def diff(key):
         def cell(r):
@@ -112,8 +121,13 @@ def quality_section(out_dir: Path) -> List[str]:
         return cell
 
     def frac(key):
-        return lambda r: ("" if r.get(key) in ("", None) else
-                          ("not reached" if math.isnan(float(r[key])) else f"{float(r[key]):.2f}"))
+        def cell(r):
+            if key not in r or r["config"] == "untrained":
+                return ""
+            if r[key] in ("", None):
+                return "n/a"  # the baseline does not beat the untrained control on this set
+            return "not reached" if math.isnan(float(r[key])) else f"{float(r[key]):.2f}"
+        return cell
 
     lines += table(rows, [
         ("config", "config"), ("seeds", "seeds"), ("steps", lambda r: f"{float(r['steps']):.0f}"),
@@ -124,13 +138,14 @@ def quality_section(out_dir: Path) -> List[str]:
         ("probe acc", ms("probe_accuracy")), ("MLM acc", ms("mlm_accuracy")),
         ("FLOPs to baseline (uniform / unigram)",
          lambda r: f"{frac('flops_to_baseline_uniform')(r)} / {frac('flops_to_baseline_unigram')(r)}"),
-        ("wall-clock to baseline (unigram)", frac("wall_to_baseline_unigram")),
+        ("wall-clock to baseline (uniform / unigram)",
+         lambda r: f"{frac('wall_to_baseline_uniform')(r)} / {frac('wall_to_baseline_unigram')(r)}"),
     ])
     majority = next((r.get("majority_accuracy") for r in (runs or {"rows": []})["rows"]), None)
     if majority not in (None, ""):
         lines += ["", f"Majority class of the review test split: {pct(majority)}."]
     if verdicts is not None:
-        lines += [""] + [f"- {r['verdict']}" for r in verdicts["rows"]]
+        lines += [""] + [f"- {r['verdict']}" for r in verdicts["rows"] if r["verdict"] not in gates]
     return lines + [""]
 
 

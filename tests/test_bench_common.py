@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -60,3 +61,12 @@ def test_compiled_compiles():
     fn = common.compiled(lambda x: x * 2 + 1)
     assert torch.equal(fn(torch.ones(3)), torch.full((3,), 3.0))
     assert fn.ok and fn.note == ""
+
+
+def test_a_benchmark_refuses_to_time_kernels_that_are_not_built(monkeypatch):
+    from electra_fast import backend
+
+    monkeypatch.setattr(backend, "available", lambda device=None: ["reference"])
+    with pytest.raises(SystemExit, match=r"backend\(s\) cpp not available for cpu tensors in the installed electra_fast"):
+        common.parse_args("x", ["cpp"], [])
+    common.require_backends(["reference"], "cpu")  # what is there runs
