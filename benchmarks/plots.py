@@ -162,7 +162,8 @@ def quality_plots(plt, out: Path) -> List[Path]:
         for row, xlabel in enumerate(("training FLOPs spent", "training wall-clock (s)")):
             axes[row, col].set_title(title, fontsize=9)
             axes[row, col].set_xlabel(xlabel)
-            axes[row, col].legend(fontsize=7)
+            if axes[row, col].get_legend_handles_labels()[0]:
+                axes[row, col].legend(fontsize=7)
     fig.tight_layout()
     path = out / "quality_curves.png"
     fig.savefig(path, dpi=110)
