@@ -193,7 +193,9 @@ def untrained(ctx: Context, seed: int) -> Dict[str, object]:
 
 
 def _cache_path(cache_dir: Path, plan: Dict[str, object], spec: Optional[RunSpec], seed: int) -> Path:
-    key = {"format": CACHE_FORMAT, "plan": plan, "model": QUALITY_MODEL,
+    # the seed list is not part of a run: adding a seed must not invalidate the runs of the others
+    run_plan = {k: v for k, v in plan.items() if k != "seeds"}
+    key = {"format": CACHE_FORMAT, "plan": run_plan, "model": QUALITY_MODEL,
            "spec": dataclasses.asdict(spec) if spec else None}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = spec.name if spec else "untrained"

@@ -267,6 +267,15 @@ def test_train_step_ours_vs_hf_tiny_plan():
     assert by["ours-uniform"]["gen_flops"] == 0
 
 
+def test_quality_cache_key_ignores_the_seed_list(tmp_path):
+    plan = dict(quality.PLANS["full"])
+    spec = quality.CONFIGS["uniform"]
+    more_seeds = dict(plan, seeds=(0, 1, 2, 3))
+    assert quality._cache_path(tmp_path, plan, spec, 1) == quality._cache_path(tmp_path, more_seeds, spec, 1)
+    assert quality._cache_path(tmp_path, plan, spec, 1) != quality._cache_path(tmp_path, plan, spec, 2)
+    assert quality._cache_path(tmp_path, plan, spec, 1) != quality._cache_path(tmp_path, dict(plan, steps=9), spec, 1)
+
+
 @needs_model
 def test_quality_quick_plan_runs_caches_and_ranks_nothing(tmp_path):
     pytest.importorskip("datasets")

@@ -230,11 +230,11 @@ def score_generator(model: torch.nn.Module, mlm_set: MaskedSet, *, batch: int = 
     count = 0
     try:
         for rows in _batches(mlm_set.masked_ids.shape[0], batch):
-            logits = generator.mlm_logits(mlm_set.masked_ids[rows].to(device),
-                                          mlm_set.attention_mask[rows].to(device),
-                                          mlm_set.token_type_ids[rows].to(device)).float()
             keep = mlm_set.is_masked[rows].to(device)
-            picked, targets = logits[keep], mlm_set.original_ids[rows].to(device)[keep]
+            # logits at the masked positions only: [M, V], not the [B, T, V] of every position
+            picked = generator.mlm_logits(mlm_set.masked_ids[rows].to(device), mlm_set.attention_mask[rows].to(device),
+                                          mlm_set.token_type_ids[rows].to(device), positions=keep).float()
+            targets = mlm_set.original_ids[rows].to(device)[keep]
             correct += (picked.argmax(-1) == targets).sum().item()
             loss_sum += torch.nn.functional.cross_entropy(picked, targets, reduction="sum").item()
             count += targets.numel()

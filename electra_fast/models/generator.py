@@ -69,9 +69,13 @@ class Generator(nn.Module):
         return GeneratorOutput(loss=loss, samples=samples, targets=targets, index=packed.index)
 
     def mlm_logits(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                   token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """[B,T,V] MLM logits at every position (evaluation and interop; training never builds them)."""
+                   token_type_ids: Optional[torch.Tensor] = None,
+                   positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """MLM logits (evaluation and interop; training never builds them): [B,T,V] at every position, or
+        [N,V] at the N positions where the bool mask `positions` [B,T] is True (in row-major order)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         hidden = self.encoder(self.embeddings(input_ids, token_type_ids), attention_mask)
+        if positions is not None:
+            hidden = hidden[positions]
         return F.linear(self.prediction(hidden), self.embeddings.word_embeddings.weight, self.output_bias)

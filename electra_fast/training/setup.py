@@ -3,8 +3,9 @@
 In order: join the process group (torchrun), check the output directory (writable; holds a checkpoint exactly
 when resuming), read the checkpoint to resume from, get the tokenizer (rank 0 trains or loads it and saves it
 as <output>/tokenizer.json; every rank loads that file), build the model config, pack the corpus (rank 0 first,
-so the others read its cache), count tokens for a statistical generator's sampler, and open the training rows
-at the checkpoint's data position and the held-out batches. Nothing here builds or trains a model.
+so the others read its cache), count the train split's tokens (for a statistical generator's sampler and the
+evaluation yardstick's unigram corrupter), and open the training rows at the checkpoint's data position, the
+held-out batches and the fixed yardstick built from them. Nothing here builds or trains a model.
 """
 from __future__ import annotations
 

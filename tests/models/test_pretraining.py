@@ -78,6 +78,9 @@ def test_mlm_loss_equals_cross_entropy_of_full_logits():
     logits = model.generator.mlm_logits(masked_ids, mask)
     expected = torch.nn.functional.cross_entropy(logits[out.is_masked], ids[out.is_masked])
     torch.testing.assert_close(out.mlm_loss, expected, rtol=1e-5, atol=1e-5)
+    model.eval()  # no dropout: the same logits at the masked positions, without the other positions'
+    torch.testing.assert_close(model.generator.mlm_logits(masked_ids, mask, positions=out.is_masked),
+                               model.generator.mlm_logits(masked_ids, mask)[out.is_masked])
 
 
 def test_overfits_a_fixed_batch_in_50_steps():
