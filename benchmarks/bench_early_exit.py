@@ -1,4 +1,4 @@
-"""Early-exit gathering: gather_tokens and scatter_tokens (and exit_mask) vs what models do today.
+"""Early-exit gathering: gather_tokens and scatter_tokens (and exit_mask, select_tokens) vs what models do today.
 
 For each B x T x H and fraction of active tokens, timed in the same run:
   gather   ours: F.gather_tokens(hidden, active)  (compaction + copy: tokens, index, cu_seqlens, max_seqlen)
@@ -10,7 +10,13 @@ For each B x T x H and fraction of active tokens, timed in the same run:
            compile: torch.compile of the same
            floor: base.view(-1, H).index_copy(0, index, tokens) (a new [B,T,H]: the copy alone)
   exit_mask ours vs the eager torch formula and its torch.compile.
-Targets: gather and scatter each <= 1.5x the floor and no slower than boolean indexing.
+  select   ours: F.select_tokens(hidden, logits, k), k = fraction * T tokens kept per row (select + gather)
+           eager: topk of a composite int64 key (|logit| bits, position) + sort of the kept positions + gather
+           compile: torch.compile of the same
+           floor: hidden.view(-1, H).index_select(0, index) with the kept rows precomputed, plus one read
+                  of the logits (logits.abs().sum()): the bytes the op cannot avoid
+Targets: gather and scatter each <= 1.5x the floor and no slower than boolean indexing; select <= 1.5x the
+floor on CPU.
 Figures are ratios to baselines timed in the same run; results in benchmarks/results/early_exit.{csv,json}.
 
     python benchmarks/bench_early_exit.py [--quick] [--backends cpp] [--dtype float32]
@@ -50,6 +56,18 @@ def eager_exit_mask(logits, active):
     return active & (torch.maximum(p, 1 - p) < THRESHOLD)
 
 
+def eager_select(hidden, logits, k):
+    t = logits.shape[1]
+    conf = logits.float().abs().view(torch.int32).to(torch.int64)
+    key = (conf << 30) | torch.arange(t, device=logits.device)
+    index = (key.topk(k, dim=1, largest=False).values & (2**30 - 1)).sort(dim=1).values
+    return hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[2])), index
+
+
+def floor_select(hidden, logits, flat):
+    return hidden.view(-1, hidden.shape[2]).index_select(0, flat), logits.abs().sum()
+
+
 def bench_case(shape, fraction, dtype, device, backends, quick, compiled_fns):
     b, t, h = shape
     g = torch.Generator().manual_seed(0)
@@ -62,8 +80,8 @@ def bench_case(shape, fraction, dtype, device, backends, quick, compiled_fns):
              "tokens": int(index.numel())}
     rows = []
 
-    def row(op, impl, timing, baselines):
-        r = {"op": op, "impl": impl, **label, **timing.as_dict()}
+    def row(op, impl, timing, baselines, **extra):
+        r = {"op": op, "impl": impl, **label, **extra, **timing.as_dict()}
         for name, base in baselines.items():
             r[f"ratio_vs_{name}"] = timing.median / base.median
         # the 10th percentiles as well: on a shared machine they are the least disturbed by preemption
@@ -104,6 +122,21 @@ def bench_case(shape, fraction, dtype, device, backends, quick, compiled_fns):
     for name in backends:
         with backend.use(name):
             row("exit_mask", name, time_fn(lambda: F.exit_mask(logits, active, threshold=THRESHOLD), quick=quick), base)
+
+    # budgeted selection: `fraction` of each row kept
+    k = round(t * fraction)
+    kept = {"tokens": b * k}
+    flat = (F.select_tokens(hidden, logits, k).index + torch.arange(b, device=device)[:, None] * t).reshape(-1)
+    floor = time_fn(lambda: floor_select(hidden, logits, flat), quick=quick)
+    eager = time_fn(lambda: eager_select(hidden, logits, k), quick=quick)
+    comp = time_fn(lambda: compiled_fns["select"](hidden, logits, k), quick=quick)
+    base = {"floor": floor, "eager": eager, "compile": comp}
+    row("select", "floor_index_select", floor, base, **kept)
+    row("select", "eager_formula", eager, base, **kept)
+    row("select", "torch_compile", comp, base, **kept)
+    for name in backends:
+        with backend.use(name):
+            row("select", name, time_fn(lambda: F.select_tokens(hidden, logits, k), quick=quick), base, **kept)
     return rows
 
 
@@ -122,7 +155,7 @@ def main(argv=None):
     # boolean indexing has a data-dependent output shape: let dynamo capture it instead of breaking the graph
     torch._dynamo.config.capture_dynamic_output_shape_ops = True
     compiled_fns = {"gather": compiled(bool_gather), "scatter": compiled(bool_scatter),
-                    "exit_mask": compiled(eager_exit_mask)}
+                    "exit_mask": compiled(eager_exit_mask), "select": compiled(eager_select)}
     rows = []
     for shape in QUICK_SHAPES if args.quick else SHAPES:
         for fraction in FRACTIONS:

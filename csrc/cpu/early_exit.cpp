@@ -1,12 +1,15 @@
-// CPU kernels of token-level early exit: exit decision, per-row compaction, row gather and scatter.
-// Logic: csrc/include/electra_fast/compaction.h. Schema and contract: electra_fast/ops/early_exit.py.
-// Gather and scatter move bytes (memcpy of whole rows), so they take any dtype.
+// CPU kernels of token-level early exit: exit decision, per-row compaction, row gather and scatter, and
+// budgeted selection (select + gather in one call). Logic: csrc/include/electra_fast/compaction.h.
+// Schema and contract: electra_fast/ops/early_exit.py. Row copies move bytes (memcpy of whole rows), so
+// they take any dtype.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "electra_fast/checks.h"
 #include "electra_fast/compaction.h"
@@ -137,6 +140,49 @@ at::Tensor scatter_rows(const c10::optional<at::Tensor>& tokens, const at::Tenso
   return out;
 }
 
+// (tokens [B, k, H], index [B, k]): the k tokens of smallest keep_key of each row, in position order.
+std::tuple<at::Tensor, at::Tensor> select_tokens(const at::Tensor& hidden, const at::Tensor& logits,
+                                                 const at::Tensor& rank, int64_t k) {
+  check_select_tokens_args(hidden, logits, rank, k);
+  const int64_t rows = hidden.size(0), row_len = hidden.size(1);
+  const int64_t row_bytes = hidden.size(2) * static_cast<int64_t>(hidden.element_size());
+  at::Tensor tokens = at::empty({rows, k, hidden.size(2)}, hidden.options());
+  at::Tensor index = at::empty({rows, k}, hidden.options().dtype(at::kLong));
+  if (rows == 0 || k == 0) return {tokens, index};
+  const uint8_t* r = rank.data_ptr<uint8_t>();
+  const char* s = static_cast<const char*>(hidden.data_ptr());
+  char* o = static_cast<char*>(tokens.data_ptr());
+  int64_t* idx = index.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "select_tokens_cpu", [&] {
+    const scalar_t* x = logits.data_ptr<scalar_t>();
+    const int64_t grain = row_grain(k * row_bytes + row_len * static_cast<int64_t>(sizeof(uint64_t)));
+    at::parallel_for(0, rows, grain, [&](int64_t b0, int64_t b1) {
+      std::vector<uint64_t> keys(static_cast<size_t>(row_len));
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t base = b * row_len;
+        auto key = [&](int64_t t) { return keep_key(r[base + t], static_cast<float>(x[base + t]), t); };
+        // keys are unique, so the kept tokens are exactly those below the (k+1)-th smallest key; a scan
+        // in position order then yields them already sorted
+        uint64_t bound = std::numeric_limits<uint64_t>::max();
+        if (k < row_len) {
+          for (int64_t t = 0; t < row_len; ++t) keys[t] = key(t);
+          std::nth_element(keys.begin(), keys.begin() + k, keys.end());
+          bound = keys[k];
+        }
+        int64_t* kept = idx + b * k;
+        int64_t j = 0;
+        for (int64_t t = 0; t < row_len; ++t) {
+          if (key(t) < bound) kept[j++] = t;
+        }
+        for (j = 0; j < k; ++j) {
+          std::memcpy(o + (b * k + j) * row_bytes, s + (base + kept[j]) * row_bytes, static_cast<size_t>(row_bytes));
+        }
+      }
+    });
+  });
+  return {tokens, index};
+}
+
 }  // namespace cpu
 }  // namespace electra_fast
 
@@ -145,6 +191,7 @@ TORCH_LIBRARY_FRAGMENT(electra_fast_C, m) {
   m.def("compact(Tensor active) -> (Tensor, Tensor, int)");
   m.def("gather_rows(Tensor src, Tensor index) -> Tensor");
   m.def("scatter_rows(Tensor? tokens, Tensor index, Tensor? base, int num_rows) -> Tensor");
+  m.def("select_tokens(Tensor hidden, Tensor logits, Tensor rank, int k) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(electra_fast_C, CPU, m) {
@@ -152,4 +199,5 @@ TORCH_LIBRARY_IMPL(electra_fast_C, CPU, m) {
   m.impl("compact", &electra_fast::cpu::compact);
   m.impl("gather_rows", &electra_fast::cpu::gather_rows);
   m.impl("scatter_rows", &electra_fast::cpu::scatter_rows);
+  m.impl("select_tokens", &electra_fast::cpu::select_tokens);
 }

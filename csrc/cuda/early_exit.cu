@@ -3,7 +3,11 @@
 // counts the row's active tokens, then (after the one host sync that sizes the outputs) a block-wide
 // exclusive scan gives each active token its packed slot. Row copies move whole rows in the widest
 // aligned unit (up to 16 bytes), one warp per row.
+// Budgeted selection is one block per row too: the row's keys in shared memory, a token is kept iff
+// fewer than k keys are below its own (keys are unique), and a block scan of the kept flags in
+// position order gives its slot; the rows are then copied by the same gather, along flat positions.
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <torch/library.h>
@@ -86,6 +90,70 @@ __global__ void copy_rows_kernel(const unit_t* __restrict__ src, unit_t* __restr
   } else {
     const unit_t* s = src + src_row * units;
     for (int64_t c = threadIdx.x; c < units; c += 32) d[c] = s[c];
+  }
+}
+
+using SelectScan = cub::BlockScan<int, kThreads>;
+
+// Dynamic shared memory of a select_tokens block: the row's keys, then its kept flags.
+size_t select_smem_bytes(int64_t row_len) { return static_cast<size_t>(row_len) * (sizeof(uint64_t) + 1); }
+
+// index[row, slot] = t and flat[row * k + slot] = row * T + t for each kept token t of the row.
+template <typename scalar_t>
+__global__ void select_index_kernel(const scalar_t* __restrict__ x, const uint8_t* __restrict__ rank, int64_t row_len,
+                                    int64_t k, int64_t* __restrict__ index, int64_t* __restrict__ flat) {
+  __shared__ typename SelectScan::TempStorage tmp;
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint64_t* keys = reinterpret_cast<uint64_t*>(smem);
+  uint8_t* kept = smem + row_len * static_cast<int64_t>(sizeof(uint64_t));
+  const int64_t row = blockIdx.x, base = row * row_len;
+  for (int64_t t = threadIdx.x; t < row_len; t += kThreads) {
+    keys[t] = keep_key(rank[base + t], static_cast<float>(x[base + t]), t);
+  }
+  __syncthreads();
+  // every thread of a warp reads the same keys[j]: a shared-memory broadcast
+  for (int64_t t = threadIdx.x; t < row_len; t += kThreads) {
+    const uint64_t key = keys[t];
+    int below = 0;
+    for (int64_t j = 0; j < row_len; ++j) below += keys[j] < key;
+    kept[t] = below < k;
+  }
+  __syncthreads();
+  int64_t slot = 0;
+  for (int64_t start = 0; start < row_len; start += kTile) {
+    int flags[kItems];
+    const int64_t first = start + static_cast<int64_t>(threadIdx.x) * kItems;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) flags[i] = first + i < row_len ? kept[first + i] : 0;
+    int before[kItems];
+    int tile_total;
+    SelectScan(tmp).ExclusiveSum(flags, before, tile_total);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      if (flags[i]) {
+        const int64_t out = row * k + slot + before[i];
+        index[out] = first + i;
+        flat[out] = base + first + i;
+      }
+    }
+    slot += tile_total;
+    __syncthreads();  // tmp is reused by the next tile's scan
+  }
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory (past the 48 KiB default where the GPU allows),
+// or refuses rows too long for it.
+void reserve_select_smem(const void* kernel, size_t bytes, int64_t row_len) {
+  cudaFuncAttributes attr;
+  C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+  int optin = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c10::cuda::current_device()));
+  const size_t limit = static_cast<size_t>(optin) - attr.sharedSizeBytes;
+  TORCH_CHECK(bytes <= limit, "select_tokens: the CUDA kernel holds a row's keys in shared memory, and T = ", row_len,
+              " needs ", bytes, " bytes of the ", limit, " a block can have on this GPU (T <= ",
+              limit / (sizeof(uint64_t) + 1), "); use shorter rows or the triton backend");
+  if (bytes > 48 * 1024) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   }
 }
 
@@ -183,6 +251,30 @@ at::Tensor scatter_rows_cuda(const c10::optional<at::Tensor>& tokens, const at::
   return out;
 }
 
+std::tuple<at::Tensor, at::Tensor> select_tokens_cuda(const at::Tensor& hidden, const at::Tensor& logits,
+                                                      const at::Tensor& rank, int64_t k) {
+  check_select_tokens_args(hidden, logits, rank, k);
+  const c10::cuda::CUDAGuard guard(hidden.device());
+  const int64_t rows = hidden.size(0), row_len = hidden.size(1), h = hidden.size(2);
+  const auto lopts = hidden.options().dtype(at::kLong);
+  if (rows == 0 || k == 0) return {at::empty({rows, k, h}, hidden.options()), at::empty({rows, k}, lopts)};
+  const size_t smem = select_smem_bytes(row_len);
+  at::Tensor tokens, index;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "select_tokens_cuda", [&] {
+    reserve_select_smem(reinterpret_cast<const void*>(&select_index_kernel<scalar_t>), smem, row_len);
+    tokens = at::empty({rows, k, h}, hidden.options());
+    index = at::empty({rows, k}, lopts);
+    at::Tensor flat = at::empty({rows * k}, lopts);
+    select_index_kernel<scalar_t><<<static_cast<unsigned>(rows), kThreads, smem, stream()>>>(
+        logits.data_ptr<scalar_t>(), rank.data_ptr<uint8_t>(), row_len, k, index.data_ptr<int64_t>(),
+        flat.data_ptr<int64_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    copy_rows(hidden.data_ptr(), tokens.data_ptr(), flat, rows * k, h * static_cast<int64_t>(hidden.element_size()),
+              rows * row_len, /*gather=*/true);
+  });
+  return {tokens, index};
+}
+
 }  // namespace
 }  // namespace cuda
 }  // namespace electra_fast
@@ -192,4 +284,5 @@ TORCH_LIBRARY_IMPL(electra_fast_C, CUDA, m) {
   m.impl("compact", &electra_fast::cuda::compact_cuda);
   m.impl("gather_rows", &electra_fast::cuda::gather_rows_cuda);
   m.impl("scatter_rows", &electra_fast::cuda::scatter_rows_cuda);
+  m.impl("select_tokens", &electra_fast::cuda::select_tokens_cuda);
 }

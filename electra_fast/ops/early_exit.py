@@ -1,25 +1,34 @@
-"""Token-level early exit: the exit decision, compaction of the active tokens, and restore.
+"""Token-level early exit: the exit decision, compaction of the active tokens, and restore; or a fixed
+budget of tokens per row.
 
     exit_mask(exit_logits [B,T], active [B,T], threshold, keep_ids, input_ids) -> still_active [B,T] bool
     gather_tokens(hidden [B,T,H], active [B,T]) -> Packed(tokens [N,H], index [N], cu_seqlens [B+1], max_seqlen)
     pad_packed(packed, B) -> (padded [B,L,H], pad_mask [B,L]);   unpad(padded, packed) -> [N,H]
     scatter_tokens(tokens [N,H], index [N], base [B,T,H]) -> [B,T,H]
+    select_tokens(hidden [B,T,H], exit_logits [B,T], k, active, keep_ids, input_ids)
+        -> Selected(tokens [B,k,H], index [B,k])
 The math (reference: electra_fast/reference/early_exit.py): a token stays iff it was active and
 max(p, 1-p) < threshold (p = sigmoid(logit)) or its id is in keep_ids; the test is exact, as
 |logit| < logit(threshold). index holds the flat positions b*T + t of the active tokens, row by row.
+select_tokens keeps each row's k tokens of smallest key (kept ids, then the least confident, ties to the
+lower position; inactive tokens last), an exact order on unique integer keys (select_tokens' docstring).
 
 Autograd: gather and scatter are each other's backward. d gather / d hidden = scatter into zeros;
 d scatter / d tokens = gather of the gradient; d scatter / d base = the gradient with the rows at index
 zeroed. The backward passes call the same custom ops, so double backward works too.
 
+d select_tokens / d hidden = scatter of the gradient into zeros at the kept positions (no gradient to
+the logits: the selection is a decision).
+
 Host synchronisation: exactly one per gather_tokens (the compaction reads N and max_seqlen, which size
-its outputs, in one device-to-host copy). exit_mask, the gathers/scatters, pad_packed and unpad never
-synchronise. Under torch.compile the compaction's fake gives N and max_seqlen as unbacked symbolic
-sizes, so fullgraph=True traces through a data-dependent number of tokens.
+its outputs, in one device-to-host copy). exit_mask, the gathers/scatters, pad_packed, unpad and
+select_tokens (static shapes) never synchronise. Under torch.compile the compaction's fake gives N and
+max_seqlen as unbacked symbolic sizes, so fullgraph=True traces through a data-dependent number of tokens.
 
 Raw ops (contiguous tensors; index int64 flat rows): electra_fast::compact, ::gather_rows,
-::scatter_rows, ::exit_mask. Kernels: csrc/cpu/early_exit.cpp, csrc/cuda/early_exit.cu (logic in
-csrc/include/electra_fast/compaction.h), electra_fast/triton/early_exit.py.
+::scatter_rows, ::exit_mask, ::select_tokens (its index: positions t within the row). Kernels:
+csrc/cpu/early_exit.cpp, csrc/cuda/early_exit.cu (logic in csrc/include/electra_fast/compaction.h),
+electra_fast/triton/early_exit.py.
 Tests: tests/ops/test_early_exit.py. Benchmark: benchmarks/bench_early_exit.py.
 """
 from __future__ import annotations
@@ -39,6 +48,14 @@ _LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ID_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 # gather/scatter copy bits, so any dtype of these element sizes works (Triton views them as integers)
 _ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.bool) + _ID_DTYPES
+_MAX_SELECT_LEN = 2**30  # select_tokens' keys hold a position in 30 bits
+
+
+class Selected(NamedTuple):
+    """Each row's kept tokens: tokens [B, k, H]; index [B, k] int64 positions t in the row, ascending."""
+
+    tokens: torch.Tensor
+    index: torch.Tensor
 
 
 class Packed(NamedTuple):
@@ -162,6 +179,28 @@ def _(tokens, index, base, num_rows):
     return like.new_empty((num_rows, like.shape[1]))
 
 
+SELECT_TOKENS = dispatch.Op(
+    "select_tokens",
+    kernel="select_tokens(Tensor hidden, Tensor logits, Tensor rank, int k) -> (Tensor, Tensor)",
+    triton="early_exit.select_tokens",
+    reference=reference.select_tokens,
+)
+
+
+@torch.library.custom_op("electra_fast::select_tokens", mutates_args=())
+def select_tokens_op(hidden: torch.Tensor, logits: torch.Tensor, rank: torch.Tensor,
+                     k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [B,k,H], index [B,k] int64): each row's k tokens of smallest key, in position order, for
+    contiguous hidden [B,T,H], logits [B,T] float and rank [B,T] uint8 (the key's c: 0 keep, 1, 2 drop)."""
+    return dispatch.run(SELECT_TOKENS, hidden.device, hidden.dtype, hidden, logits, rank, k)
+
+
+@select_tokens_op.register_fake
+def _(hidden, logits, rank, k):
+    b, _, h = hidden.shape
+    return hidden.new_empty((b, k, h)), hidden.new_empty((b, k), dtype=torch.int64)
+
+
 def _gather_setup(ctx, inputs, output):
     src, index = inputs
     ctx.num_rows = src.shape[0]
@@ -187,8 +226,23 @@ def _scatter_backward(ctx, grad):
     return grad_tokens, None, grad_base, None
 
 
+def _select_setup(ctx, inputs, output):
+    ctx.shape = inputs[0].shape
+    ctx.save_for_backward(output[1])
+
+
+def _select_backward(ctx, grad_tokens, _grad_index):
+    (index,) = ctx.saved_tensors
+    b, t, h = ctx.shape
+    k = index.shape[1]
+    flat = (index + torch.arange(b, device=index.device)[:, None] * t).view(b * k)
+    grad = scatter_rows_op(grad_tokens.contiguous().view(b * k, h), flat, None, b * t)
+    return grad.view(b, t, h), None, None, None
+
+
 gather_rows_op.register_autograd(_gather_backward, setup_context=_gather_setup)
 scatter_rows_op.register_autograd(_scatter_backward, setup_context=_scatter_setup)
+select_tokens_op.register_autograd(_select_backward, setup_context=_select_setup)
 
 
 # -------------------------------------------------------------------------------------- validation
@@ -233,6 +287,20 @@ def _keep_tensor(keep_ids, device) -> torch.Tensor:
     return torch.tensor(list(keep_ids), dtype=torch.int64, device=device)
 
 
+def _ids_and_keep(keep_ids, input_ids, exit_logits) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """(input_ids, keep_ids) as contiguous int64 tensors, or (None, None) when neither is given."""
+    if (keep_ids is None) != (input_ids is None):
+        raise ValueError("keep_ids and input_ids go together: pass both (ids that never exit) or neither")
+    if keep_ids is None:
+        return None, None
+    check_tensor(input_ids, "input_ids", dtypes=_ID_DTYPES)
+    if input_ids.shape != exit_logits.shape:
+        raise ValueError(f"input_ids must have the shape of exit_logits {tuple(exit_logits.shape)}, "
+                         f"got {tuple(input_ids.shape)}")
+    check_same_device(input_ids, "input_ids", exit_logits, "exit_logits")
+    return input_ids.to(torch.int64).contiguous(), _keep_tensor(keep_ids, input_ids.device)
+
+
 # ------------------------------------------------------------------------------------- public API
 def exit_mask(exit_logits: torch.Tensor, active: torch.Tensor, *, threshold: float,
               keep_ids: Optional[Union[torch.Tensor, Sequence[int]]] = None,
@@ -255,17 +323,7 @@ def exit_mask(exit_logits: torch.Tensor, active: torch.Tensor, *, threshold: flo
         raise TypeError(f"threshold must be a float, got {type(threshold).__name__}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    if (keep_ids is None) != (input_ids is None):
-        raise ValueError("keep_ids and input_ids go together: pass both (ids that never exit) or neither")
-    ids = keep = None
-    if keep_ids is not None:
-        check_tensor(input_ids, "input_ids", dtypes=_ID_DTYPES)
-        if input_ids.shape != exit_logits.shape:
-            raise ValueError(f"input_ids must have the shape of exit_logits {tuple(exit_logits.shape)}, "
-                             f"got {tuple(input_ids.shape)}")
-        check_same_device(input_ids, "input_ids", exit_logits, "exit_logits")
-        ids = input_ids.to(torch.int64).contiguous()
-        keep = _keep_tensor(keep_ids, input_ids.device)
+    ids, keep = _ids_and_keep(keep_ids, input_ids, exit_logits)
     return exit_mask_op(exit_logits.detach().contiguous(), active.contiguous(), ids, keep, float(threshold))
 
 
@@ -285,6 +343,60 @@ def gather_tokens(hidden: torch.Tensor, active: torch.Tensor) -> Packed:
     index, cu_seqlens, max_seqlen = compact_op(active.contiguous())
     tokens = gather_rows_op(hidden.contiguous().view(b * t, h), index)
     return Packed(tokens, index, cu_seqlens, max_seqlen)
+
+
+def select_tokens(hidden: torch.Tensor, exit_logits: torch.Tensor, k: int, *, active: Optional[torch.Tensor] = None,
+                  keep_ids: Optional[Union[torch.Tensor, Sequence[int]]] = None,
+                  input_ids: Optional[torch.Tensor] = None) -> Selected:
+    """Early exit on a budget: each row keeps exactly k tokens, the least confident ones.
+
+    Args:
+        hidden: [B, T, H] (any dtype; differentiable).
+        exit_logits: [B, T] float, the exit head's logit per token (confidence grows with |logit|).
+        k: the tokens each row keeps, an int in [0, T].
+        active: [B, T] bool, the tokens that reached this layer (None: all); inactive tokens (padding)
+            are dropped before any active one.
+        keep_ids: token ids kept before any other (e.g. [CLS], [SEP]) when active; needs input_ids [B, T].
+    Returns:
+        Selected(tokens [B, k, H], index [B, k] int64): index[b] holds the kept positions t of row b in
+        ascending order, tokens[b, j] = hidden[b, index[b, j]].
+    Row b keeps the k positions of smallest
+        key(t) = (c(t) << 61) | (conf(t) << 30) | t      (a non-negative int64)
+        c(t) = 0 for an active token whose id is in keep_ids, 1 for any other active token, 2 if inactive
+        conf(t) = the IEEE bits of |float32(exit_logits[b, t])| (31 bits) when c(t) == 1, else 0.
+    Non-negative floats order as their bits, so among ordinary tokens a lower |logit| is kept first and
+    equal ones go to the lower position; every NaN counts as above +inf (dropped first). float16,
+    bfloat16 and float64 logits are rounded to float32 (to nearest) first. Keys are unique, so the
+    selection is exact and the same on every backend. T must be below 2^30.
+    Gradient: to hidden only (the gradient of tokens scattered into zeros at the kept positions). No
+    host synchronisation: the output shapes are static, so torch.compile(fullgraph=True) traces it.
+    """
+    check_tensor(hidden, "hidden", dtypes=_ROW_DTYPES, dim=3)
+    check_tensor(exit_logits, "exit_logits", dtypes=_LOGIT_DTYPES)
+    b, t, _ = hidden.shape
+    if tuple(exit_logits.shape) != (b, t):
+        raise ValueError(f"exit_logits must have shape {(b, t)} (that of hidden[:, :, 0]), "
+                         f"got {tuple(exit_logits.shape)}")
+    check_same_device(exit_logits, "exit_logits", hidden, "hidden")
+    if isinstance(k, bool) or not isinstance(k, (int, torch.SymInt)):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if not 0 <= k <= t:
+        raise ValueError(f"k must be in [0, T] = [0, {t}], got {k}")
+    if t >= _MAX_SELECT_LEN:
+        raise ValueError(f"select_tokens needs rows shorter than 2^30 tokens (positions fill 30 bits of the key), "
+                         f"got T = {t}")
+    if active is not None:
+        _check_mask(active, "active", (b, t), "exit_logits", exit_logits)
+    ids, keep = _ids_and_keep(keep_ids, input_ids, exit_logits)
+    # the key's c, one byte per token: 0 kept id, 1 ordinary, 2 inactive
+    if ids is None:
+        rank = torch.ones((b, t), dtype=torch.uint8, device=hidden.device)
+    else:
+        # a broadcast compare: torch.isin sorts long inputs, which on a GPU synchronises the host
+        rank = (ids[..., None] != keep).all(-1).to(torch.uint8)
+    if active is not None:
+        rank = rank.masked_fill(~active, 2)
+    return Selected(*select_tokens_op(hidden.contiguous(), exit_logits.detach().contiguous(), rank, k))
 
 
 def scatter_tokens(tokens: torch.Tensor, index: torch.Tensor, base: torch.Tensor) -> torch.Tensor:

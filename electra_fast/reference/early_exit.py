@@ -15,6 +15,11 @@ gather_rows(src [M,H], index [N]) -> src[index]                                 
 scatter_rows(tokens [N,H]?, index [N], base [M,H]?, M) -> base (zeros if None) with rows index := tokens
                                                          (zero rows if tokens is None)  [M,H]
 padded_index(cu_seqlens, max_seqlen) -> [N] int64: position b*L + j of packed token cu_seqlens[b] + j in [B,L]
+
+select_tokens: hidden [B,T,H], logits [B,T] float, rank [B,T] uint8, k -> tokens [B,k,H], index [B,k] int64
+    row b keeps the k positions of smallest key(t) = (c << 61) | (conf << 30) | t, in ascending order:
+    c = min(rank, 2) (0 kept id, 1 ordinary, 2 inactive); conf = the bits of |float32(logit)| when
+    c == 1, else 0, with every NaN as 0x7FFFFFFF (above +inf). tokens[b, j] = hidden[b, index[b, j]].
 """
 from __future__ import annotations
 
@@ -68,6 +73,23 @@ def padded_index(cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
     n = torch.arange(int(cu[-1]), device=cu.device)
     row = torch.searchsorted(cu[1:], n, right=True)
     return row * max_seqlen + n - cu[row]
+
+
+def keep_keys(logits: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """[B,T] int64: select_tokens' key of every position (see the module docstring)."""
+    magnitude = logits.detach().float().contiguous().view(torch.int32) & 0x7FFFFFFF
+    conf = torch.where(magnitude > 0x7F800000, 0x7FFFFFFF, magnitude).to(torch.int64)
+    c = rank.to(torch.int64).clamp(max=2)
+    t = torch.arange(logits.shape[1], device=logits.device)
+    return (c << 61) | torch.where(c == 1, conf << 30, 0) | t
+
+
+def select_tokens(hidden: torch.Tensor, logits: torch.Tensor, rank: torch.Tensor,
+                  k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [B,k,H], index [B,k] int64): each row's k positions of smallest key, ascending."""
+    smallest = keep_keys(logits, rank).topk(k, dim=1, largest=False).values
+    index = (smallest & (2**30 - 1)).sort(dim=1).values
+    return hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[2])), index
 
 
 # The public ops in [B,T,H] terms, through autograd: the oracle for values and gradients.

@@ -1,6 +1,10 @@
 """Triton kernels of token-level early exit: exit decision, per-row compaction (tl.cumsum), row gather
-and scatter. Logic twin of csrc/include/electra_fast/compaction.h; same contract as the raw C++ ops
-electra_fast_C::{exit_mask, compact, gather_rows, scatter_rows}.
+and scatter, budgeted selection. Logic twin of csrc/include/electra_fast/compaction.h; same contract as
+the raw C++ ops electra_fast_C::{exit_mask, compact, gather_rows, scatter_rows, select_tokens}.
+
+Budgeted selection: one program per row ranks each token's key against the row's keys in chunks
+(pairwise; keys are unique), keeps those with fewer than k keys below, and gives them slots by tl.cumsum
+in position order; the row copy kernel then gathers the kept rows.
 
 Gather and scatter move bits: tensors are viewed as integers of their element size, so one compiled
 kernel serves float32/int32, another float16/bfloat16, and so on.
@@ -13,6 +17,8 @@ import triton.language as tl
 
 BLOCK = 1024  # tokens per program of the exit decision
 BLOCK_T = 1024  # tokens per step of a row's scan
+BLOCK_I = 128  # tokens ranked per step of a row's selection
+BLOCK_J = 64  # keys compared against them per inner step
 
 _BITS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -80,6 +86,37 @@ def _copy_rows_kernel(src_ptr, dst_ptr, index_ptr, n, h, num_rows, GATHER: tl.co
     tl.store(dst_ptr + dst_off, value, mask=keep)
 
 
+@triton.jit
+def _keep_key(x_ptr, rank_ptr, row, T, t):
+    """compaction.h's keep_key as int64 for positions t of a row; past the row, the largest int64."""
+    inb = t < T
+    x = tl.load(x_ptr + row * T + t, mask=inb, other=0.0).to(tl.float32)
+    magnitude = x.to(tl.int32, bitcast=True) & 0x7FFFFFFF
+    conf = tl.where(magnitude > 0x7F800000, 0x7FFFFFFF, magnitude).to(tl.int64)  # every NaN alike
+    c = tl.minimum(tl.load(rank_ptr + row * T + t, mask=inb, other=2).to(tl.int64), 2)
+    key = (c << 61) | tl.where(c == 1, conf << 30, 0) | t.to(tl.int64)
+    return tl.where(inb, key, 0x7FFFFFFFFFFFFFFF)
+
+
+@triton.jit
+def _select_index_kernel(x_ptr, rank_ptr, index_ptr, flat_ptr, T, k, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
+    """index[row, slot] = t and flat[row*k + slot] = row*T + t for each kept token t of the row."""
+    row = tl.program_id(0).to(tl.int64)
+    slot = tl.zeros_like(row)
+    for start in range(0, T, BLOCK_I):
+        t = start + tl.arange(0, BLOCK_I)
+        key = _keep_key(x_ptr, rank_ptr, row, T, t)
+        below = tl.zeros([BLOCK_I], dtype=tl.int32)
+        for j in range(0, T, BLOCK_J):
+            other = _keep_key(x_ptr, rank_ptr, row, T, j + tl.arange(0, BLOCK_J))
+            below += tl.sum((other[None, :] < key[:, None]).to(tl.int32), axis=1)
+        flag = ((t < T) & (below < k)).to(tl.int32)
+        out = row * k + slot + (tl.cumsum(flag, axis=0) - flag).to(tl.int64)
+        tl.store(index_ptr + out, t.to(tl.int64), mask=flag != 0)
+        tl.store(flat_ptr + out, row * T + t.to(tl.int64), mask=flag != 0)
+        slot += tl.sum(flag, axis=0).to(tl.int64)
+
+
 def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(_BITS[t.element_size()])
 
@@ -145,6 +182,19 @@ def scatter_rows(tokens: Optional[torch.Tensor], index: torch.Tensor, base: Opti
     return out
 
 
+def select_tokens(hidden: torch.Tensor, logits: torch.Tensor, rank: torch.Tensor, k: int
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [B, k, H], index [B, k]): the k tokens of smallest key of each row, in position order."""
+    rows, row_len, h = hidden.shape
+    tokens = hidden.new_empty((rows, k, h))
+    index = torch.empty((rows, k), dtype=torch.int64, device=hidden.device)
+    if rows and k:
+        flat = torch.empty(rows * k, dtype=torch.int64, device=hidden.device)
+        _select_index_kernel[(rows,)](logits, rank, index, flat, row_len, k, BLOCK_I=BLOCK_I, BLOCK_J=BLOCK_J)
+        _copy_rows(hidden.view(rows * row_len, h), tokens.view(rows * k, h), flat, rows * row_len, gather=True)
+    return tokens, index
+
+
 def _copy_aot(bits: str, gather: bool, zero: bool, block_h: int):
     sig = {"src_ptr": f"*{bits}", "dst_ptr": f"*{bits}", "index_ptr": "*i64", "n": "i64", "h": "i64",
            "num_rows": "i64", "GATHER": "constexpr", "ZERO": "constexpr", "BLOCK_R": "constexpr",
@@ -156,6 +206,12 @@ def _exit_aot(dtype: str, has_keep: bool):
     sig = {"x_ptr": f"*{dtype}", "active_ptr": "*u8", "ids_ptr": "*i64", "keep_ptr": "*i64", "out_ptr": "*i8",
            "n": "i64", "num_keep": "i64", "bound": "fp32", "HAS_KEEP": "constexpr", "BLOCK": "constexpr"}
     return (_exit_mask_kernel, sig, {"HAS_KEEP": has_keep, "BLOCK": BLOCK})
+
+
+def _select_aot(dtype: str):
+    sig = {"x_ptr": f"*{dtype}", "rank_ptr": "*u8", "index_ptr": "*i64", "flat_ptr": "*i64", "T": "i32", "k": "i32",
+           "BLOCK_I": "constexpr", "BLOCK_J": "constexpr"}
+    return (_select_index_kernel, sig, {"BLOCK_I": BLOCK_I, "BLOCK_J": BLOCK_J})
 
 
 AOT_KERNELS = [
@@ -171,4 +227,7 @@ AOT_KERNELS = [
     _copy_aot("i16", False, True, 1024),
     _copy_aot("i8", True, False, 16),
     _copy_aot("i64", False, False, 64),
+    _select_aot("fp32"),
+    _select_aot("bf16"),
+    _select_aot("fp64"),
 ]

@@ -1,8 +1,8 @@
-"""Token-level early exit (exit_mask, gather_tokens, pad_packed, unpad, scatter_tokens) on every backend:
-against the reference (values bit for bit, gradients), the literal confidence formula, edge cases
-(empty/full/one-token rows, odd H, thresholds exactly at the bound), nested exits, gradcheck,
-opcheck, torch.compile(fullgraph=True) with a dynamic number of tokens, int64 index math past 2^31
-elements, and bad input."""
+"""Token-level early exit (exit_mask, gather_tokens, pad_packed, unpad, scatter_tokens, select_tokens) on
+every backend: against the reference (values bit for bit, gradients), the literal confidence formula and
+selection key, edge cases (empty/full/one-token rows, odd H, thresholds exactly at the bound, ties,
+NaN/inf logits, k = 0 and k = T), nested exits, gradcheck, opcheck, torch.compile(fullgraph=True) with a
+dynamic number of tokens, int64 index math past 2^31 elements, and bad input."""
 import math
 
 import numpy as np
@@ -345,6 +345,271 @@ def test_torch_compile_fullgraph_dynamic_tokens(on):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
+# ------------------------------------------------------------------------------------ select_tokens
+KEEP = (1, 2)  # [CLS] and [SEP] stand-ins
+
+
+def _select_inputs(shape, seed=0):
+    """(logits [B,T] float32 full of ties, NaN and +-inf; active [B,T] with row 1 all inactive; ids [B,T])."""
+    b, t, _ = shape
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(-3, 4, (b, t), generator=g) * 0.5  # +-x and repeated values: ties
+    logits = torch.where(torch.rand(b, t, generator=g) < 0.5, coarse, torch.randn(b, t, generator=g) * 3)
+    special = torch.rand(b, t, generator=g)
+    for low, value in ((0.00, float("nan")), (0.04, -float("nan")), (0.08, float("inf")), (0.12, -float("inf")),
+                       (0.16, -0.0)):
+        logits[(special >= low) & (special < low + 0.04)] = value
+    active = _mask((b, t), "mixed", seed)
+    ids = torch.randint(0, 6, (b, t), generator=g)
+    return logits, active, ids
+
+
+def _brute_index(logits, k, active=None, ids=None, keep=()):
+    """[B,k]: the key's literal definition in Python, on numpy's float32 rounding of the logits."""
+    x = logits.detach().double().cpu().numpy().astype(np.float32)
+    b, t = x.shape
+
+    def key(row, pos):
+        c = 1
+        if active is not None and not active[row, pos]:
+            c = 2
+        elif ids is not None and int(ids[row, pos]) in keep:
+            c = 0
+        conf = 0
+        if c == 1:
+            conf = 0x7FFFFFFF if math.isnan(x[row, pos]) else int(x[row, pos].view(np.uint32)) & 0x7FFFFFFF
+        return (c << 61) | (conf << 30) | pos
+
+    rows = [sorted(sorted(range(t), key=lambda pos: key(row, pos))[:k]) for row in range(b)]
+    return torch.tensor(rows, dtype=torch.int64).view(b, k)
+
+
+def _assert_selected(sel, hidden, expected_index):
+    assert isinstance(sel, F.Selected)
+    assert sel.index.dtype == torch.int64 and sel.tokens.dtype == hidden.dtype
+    assert torch.equal(sel.index.cpu(), expected_index)
+    b, k = expected_index.shape
+    assert sel.tokens.shape == (b, k, hidden.shape[2])
+    expected = hidden.cpu().gather(1, expected_index[..., None].expand(-1, -1, hidden.shape[2]))
+    assert torch.equal(sel.tokens.cpu(), expected)
+
+
+@over_pairs()
+@pytest.mark.parametrize("dtype", DTYPES + (torch.float64,))
+def test_select_tokens_by_hand(on, dtype):
+    device, _ = on
+    # [CLS] a a a a a [SEP] pad: kept ids first, then |logit| ascending (0.25 twice: the lower position
+    # first), +inf, NaN; the inactive pad last
+    ids = torch.tensor([[1, 5, 5, 5, 5, 5, 2, 0]])
+    logits = torch.tensor([[9.0, 0.5, -0.25, float("nan"), float("inf"), 0.25, 7.0, -0.0]], dtype=dtype)
+    active = torch.tensor([[True] * 7 + [False]])
+    hidden = torch.arange(8.0).view(1, 8, 1).to(device)
+    order = [0, 6, 2, 5, 1, 4, 3, 7]
+    for k in range(9):
+        sel = F.select_tokens(hidden, logits.to(device), k, active=active.to(device), keep_ids=list(KEEP),
+                              input_ids=ids.to(device))
+        expected = torch.tensor([sorted(order[:k])], dtype=torch.int64)
+        _assert_selected(sel, hidden, expected)
+    # without keep_ids or active: the confidence order alone; -0.0 and 0.0 tie, and so do -1.0 and 1.0
+    logits = torch.tensor([[3.0, -0.0, 0.0, -1.0, float("-inf"), float("nan"), 1.0]], dtype=dtype)
+    order = [1, 2, 3, 6, 0, 4, 5]
+    for k in range(8):
+        sel = F.select_tokens(hidden[:, :7], logits.to(device), k)
+        _assert_selected(sel, hidden[:, :7], torch.tensor([sorted(order[:k])], dtype=torch.int64))
+
+
+@over_pairs()
+def test_select_tokens_nan_payloads_tie(on):
+    device, _ = on
+    # NaNs of different payloads and signs all count as one value above +inf: position decides
+    bits = torch.tensor([[0x7FFFFFFF, 0x7F800001, -0x400000, 0x7FC00000, 0x7F800000, 0x3F800000]], dtype=torch.int32)
+    logits = bits.view(torch.float32)
+    assert logits[0, :4].isnan().all() and logits[0, 4] == float("inf")
+    hidden = torch.arange(6.0).view(1, 6, 1).to(device)
+    for k, expected in ((2, [4, 5]), (3, [0, 4, 5]), (4, [0, 1, 4, 5]), (5, [0, 1, 2, 4, 5])):
+        _assert_selected(F.select_tokens(hidden, logits.to(device), k), hidden, torch.tensor([expected]))
+
+
+@over_pairs()
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_select_tokens_matches_reference_and_brute_force(on, shape):
+    device, _ = on
+    b, t, h = shape
+    logits, active, ids = _select_inputs(shape)
+    hidden = _hidden(shape, torch.float32, device)
+    for k in sorted({0, 1, t // 3, t // 2, t - 1, t}):
+        plain = F.select_tokens(hidden, logits.to(device), k)
+        _assert_selected(plain, hidden, _brute_index(logits, k))
+        sel = F.select_tokens(hidden, logits.to(device), k, active=active.to(device),
+                              keep_ids=torch.tensor(KEEP, device=device), input_ids=ids.to(device))
+        expected = _brute_index(logits, k, active, ids, KEEP)
+        _assert_selected(sel, hidden, expected)
+        rank = ((~torch.isin(ids, torch.tensor(KEEP))).to(torch.uint8)).masked_fill(~active, 2)
+        ref_tokens, ref_index = reference.select_tokens(hidden.cpu(), logits, rank, k)
+        assert torch.equal(ref_index, expected) and torch.equal(ref_tokens, sel.tokens.cpu())
+        if b > 2:  # row 1 has no active token: it keeps its first k positions
+            assert sel.index[1].tolist() == list(range(k))
+
+
+@over_pairs()
+@pytest.mark.parametrize("logit_dtype", DTYPES + (torch.float64,))
+def test_select_tokens_dtypes(on, logit_dtype):
+    device, _ = on
+    shape = (3, 37, 9)
+    logits, active, _ = _select_inputs(shape, seed=2)
+    # float64 logits closer than float32 resolution: they must tie after rounding to float32
+    logits = logits.to(logit_dtype)
+    if logit_dtype == torch.float64:
+        logits[:, 1:6] = torch.tensor([1.0, 1.0 + 2**-30, 1.0 - 2**-30, 1.0 + 2**-24, 1.0 + 2**-23],
+                                      dtype=torch.float64)
+    for dtype in DTYPES + (torch.float64,):
+        hidden = _hidden(shape, dtype, device)
+        for k in (5, 20):
+            sel = F.select_tokens(hidden, logits.to(device), k, active=active.to(device))
+            _assert_selected(sel, hidden, _brute_index(logits, k, active))
+
+
+@over_pairs()
+def test_select_tokens_raw_op_rank_above_two_counts_as_two(on):
+    device, _ = on
+    logits, _, _ = _select_inputs((3, 19, 4), seed=3)
+    rank = torch.randint(0, 256, (3, 19), dtype=torch.uint8)
+    hidden = _hidden((3, 19, 4), torch.float32, device)
+    tokens, index = ops.select_tokens_op(hidden, logits.to(device), rank.to(device), 12)
+    ref_tokens, ref_index = reference.select_tokens(hidden.cpu(), logits, rank.clamp(max=2), 12)
+    assert torch.equal(index.cpu(), ref_index) and torch.equal(tokens.cpu(), ref_tokens)
+
+
+@over_pairs()
+def test_select_tokens_gradient(on):
+    device, _ = on
+    shape = (4, 11, 6)
+    logits, active, ids = _select_inputs(shape, seed=4)
+    logits = logits.to(device).requires_grad_(True)
+    hidden = _hidden(shape, torch.float32, device).requires_grad_(True)
+    sel = F.select_tokens(hidden, logits, 5, active=active.to(device), keep_ids=KEEP, input_ids=ids.to(device))
+    assert not sel.index.requires_grad and sel.tokens.requires_grad
+    up = _hidden(tuple(sel.tokens.shape), torch.float32, device, seed=5)
+    grad_hidden, grad_logits = torch.autograd.grad(sel.tokens, (hidden, logits), up, allow_unused=True)
+    assert grad_logits is None  # a decision: no gradient to the logits
+    expected = torch.zeros(shape, device=device).scatter(1, sel.index[..., None].expand(-1, -1, shape[2]), up)
+    assert torch.equal(grad_hidden, expected)
+
+
+@over_pairs()
+def test_select_tokens_gradcheck_float64(on):
+    device, name = on
+    hidden = _hidden((3, 5, 2), torch.float64, device).requires_grad_(True)
+    logits, active, _ = _select_inputs((3, 5, 2), seed=6)
+    logits, active = logits.to(device), active.to(device)
+    fn = lambda x: F.select_tokens(x, logits, 3, active=active).tokens  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (hidden,))
+    if name != "triton" or device != "cpu":  # the same ops again; the interpreter is slow
+        assert torch.autograd.gradgradcheck(fn, (hidden,))
+
+
+@over_pairs()
+def test_select_tokens_opcheck(on):
+    device, _ = on
+    logits, active, _ = _select_inputs((3, 7, 5), seed=7)
+    hidden = _hidden((3, 7, 5), torch.float32, device)
+    rank = (2 - active.to(torch.uint8)).to(device)
+    logits = logits.to(device)
+    for args in [(hidden, logits, rank, 4), (hidden.bfloat16(), logits.half(), rank, 0),
+                 (hidden.double(), logits.double(), rank, 7)]:
+        torch.library.opcheck(ops.select_tokens_op, args)
+
+
+@over_pairs()
+def test_select_tokens_torch_compile_fullgraph(on):
+    device, name = on
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    b, t, h = 3, 10, 4
+    w = _hidden((h, h), torch.float32, device, seed=2)
+    keep = torch.tensor(KEEP, device=device)
+
+    def step(x, logits, active, ids):
+        sel = F.select_tokens(x, logits, 6, active=active, keep_ids=keep, input_ids=ids)
+        flat = (sel.index + torch.arange(b, device=x.device)[:, None] * t).reshape(-1)
+        y = torch.tanh(sel.tokens @ w).reshape(-1, h)
+        return F.scatter_tokens(y, flat, x), sel.index
+
+    compiler = "inductor" if name == "cpp" or device == "cuda" else "aot_eager"
+    compiled = torch.compile(step, fullgraph=True, dynamic=False, backend=compiler)
+    for seed in range(3):
+        x = _hidden((b, t, h), torch.float32, device, seed=seed).requires_grad_(True)
+        logits, active, ids = _select_inputs((b, t, h), seed=seed)
+        args = (logits.to(device), active.to(device), ids.to(device))
+        out, index = compiled(x, *args)
+        x_ref = x.detach().clone().requires_grad_(True)
+        out_ref, index_ref = step(x_ref, *args)
+        assert torch.equal(index, index_ref)
+        torch.testing.assert_close(out, out_ref)
+        out.square().sum().backward()
+        out_ref.square().sum().backward()
+        torch.testing.assert_close(x.grad, x_ref.grad)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def test_select_tokens_bad_input():
+    hidden = torch.randn(2, 5, 3)
+    logits = torch.randn(2, 5)
+    active = torch.rand(2, 5) > 0.5
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(TypeError, match="hidden must be a torch.Tensor"):
+        F.select_tokens(hidden.tolist(), logits, 2)
+    with pytest.raises(ValueError, match="hidden must be 3-D"):
+        F.select_tokens(hidden[0], logits, 2)
+    with pytest.raises(TypeError, match="exit_logits must have dtype"):
+        F.select_tokens(hidden, logits.long(), 2)
+    with pytest.raises(ValueError, match="exit_logits must have shape"):
+        F.select_tokens(hidden, logits[:, :4], 2)
+    with pytest.raises(ValueError, match="exit_logits is on meta but hidden is on cpu"):
+        F.select_tokens(hidden, logits.to("meta"), 2)
+    for k in (True, 2.0, torch.tensor(2), None):
+        with pytest.raises(TypeError, match="k must be an int"):
+            F.select_tokens(hidden, logits, k)
+    for k in (-1, 6):
+        with pytest.raises(ValueError, match=r"k must be in \[0, T\] = \[0, 5\]"):
+            F.select_tokens(hidden, logits, k)
+    with pytest.raises(TypeError, match="active must have dtype"):
+        F.select_tokens(hidden, logits, 2, active=active.to(torch.uint8))
+    with pytest.raises(ValueError, match="active must have shape"):
+        F.select_tokens(hidden, logits, 2, active=active[:, :4])
+    with pytest.raises(ValueError, match="keep_ids and input_ids go together"):
+        F.select_tokens(hidden, logits, 2, keep_ids=[1])
+    with pytest.raises(ValueError, match="keep_ids and input_ids go together"):
+        F.select_tokens(hidden, logits, 2, input_ids=ids)
+    with pytest.raises(ValueError, match="input_ids must have the shape"):
+        F.select_tokens(hidden, logits, 2, keep_ids=[1], input_ids=ids[:, :4])
+    with pytest.raises(TypeError, match="input_ids must have dtype"):
+        F.select_tokens(hidden, logits, 2, keep_ids=[1], input_ids=ids.float())
+    with pytest.raises(TypeError, match="keep_ids must be a tensor or a sequence of ints"):
+        F.select_tokens(hidden, logits, 2, keep_ids=[True], input_ids=ids)
+    long_rows = torch.empty(1, 2**30, 1, device="meta")
+    with pytest.raises(ValueError, match="shorter than 2\\^30 tokens"):
+        F.select_tokens(long_rows, torch.empty(1, 2**30, device="meta"), 1)
+    # the raw kernels check too, before writing anything
+    if "cpp" in backend.available("cpu"):
+        rank = torch.ones(2, 5, dtype=torch.uint8)
+        raw = torch.ops.electra_fast_C.select_tokens
+        with pytest.raises(RuntimeError, match="k must be in"):
+            raw(hidden, logits, rank, 6)
+        with pytest.raises(RuntimeError, match="rank must be"):
+            raw(hidden, logits, rank.bool(), 2)
+        with pytest.raises(RuntimeError, match="rank must be"):
+            raw(hidden, logits, rank[:, :4].contiguous(), 2)
+        with pytest.raises(RuntimeError, match="logits must be"):
+            raw(hidden, logits.long(), rank, 2)
+        with pytest.raises(RuntimeError, match="logits must be"):
+            raw(hidden, logits[:1].contiguous(), rank, 2)
+        with pytest.raises(RuntimeError, match="must be contiguous"):
+            raw(hidden.transpose(0, 1).contiguous().transpose(0, 1), logits, rank, 2)
+        with pytest.raises(RuntimeError, match="hidden must be 3-D"):
+            raw(hidden[0], logits, rank, 2)
+
+
 # ------------------------------------------------------------------------------------------- int64
 def test_fake_shapes_past_2_31():
     """The custom ops' fakes and the public functions at B*T*H > 2^31, without memory."""
@@ -480,3 +745,50 @@ def test_cuda_long_rows_and_wide_hidden(t):
         with backend.use(name):
             packed = F.gather_tokens(hidden, active)
         _assert_packed_equal(packed, reference.gather_tokens(hidden, active))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("t", [512, 8000])
+def test_select_tokens_cuda_long_rows(t):
+    """Rows whose keys fit the default 48 KiB of shared memory and rows that need more."""
+    logits, active, ids = _select_inputs((3, t, 1), seed=8)
+    hidden = torch.randn(3, t, 768, device="cuda", dtype=torch.bfloat16)
+    rank = ((~torch.isin(ids, torch.tensor(KEEP))).to(torch.uint8)).masked_fill(~active, 2)
+    expected = reference.select_tokens(hidden.cpu(), logits, rank, t // 2)
+    for name in [n for n in ("cuda", "triton") if n in backend.available("cuda")]:
+        with backend.use(name):
+            sel = F.select_tokens(hidden, logits.cuda(), t // 2, active=active.cuda(), keep_ids=KEEP,
+                                  input_ids=ids.cuda())
+        assert torch.equal(sel.index.cpu(), expected[1]) and torch.equal(sel.tokens.cpu(), expected[0]), name
+
+
+@pytest.mark.gpu
+def test_select_tokens_cuda_rows_too_long_for_shared_memory():
+    if "cuda" not in backend.available("cuda"):
+        pytest.skip("needs the cuda backend")
+    t = 2**16
+    with backend.use("cuda"), pytest.raises(RuntimeError, match="shared memory"):
+        F.select_tokens(torch.randn(1, t, 1, device="cuda"), torch.randn(1, t, device="cuda"), 3)
+
+
+@pytest.mark.gpu
+def test_select_tokens_no_host_sync_on_cuda():
+    import warnings
+
+    hidden = torch.randn(4, 64, 32, device="cuda")
+    logits = torch.randn(4, 64, device="cuda")
+    active = torch.rand(4, 64, device="cuda") > 0.2
+    ids = torch.randint(0, 6, (4, 64), device="cuda")
+    keep = torch.tensor(KEEP, device="cuda")
+    for name in [n for n in ("cuda", "triton") if n in backend.available("cuda")]:
+        with backend.use(name):
+            F.select_tokens(hidden, logits, 16, active=active, keep_ids=keep, input_ids=ids)  # warm-up
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    sel = F.select_tokens(hidden, logits, 16, active=active, keep_ids=keep, input_ids=ids)
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+        assert sel.tokens.shape == (4, 16, 32), name

@@ -9,6 +9,7 @@
 #include <ATen/Dispatch.h>
 
 #include "electra_fast/bce.h"
+#include "electra_fast/compaction.h"
 #include "electra_fast/masking.h"
 
 namespace electra_fast {
@@ -190,6 +191,27 @@ inline at::Tensor scatter_rows_output(const c10::optional<at::Tensor>& tokens, c
   TORCH_CHECK(base->size(0) == num_rows && base->size(1) == h && base->scalar_type() == like.scalar_type(),
               "base must be [", num_rows, ", ", h, "] of dtype ", like.scalar_type());
   return base->clone();
+}
+
+// --- select_tokens --------------------------------------------------------------------------------
+
+inline void check_select_tokens_args(const at::Tensor& hidden, const at::Tensor& logits, const at::Tensor& rank,
+                                     int64_t k) {
+  const at::Device device = hidden.device();
+  check_tensor(hidden, "hidden", device);
+  TORCH_CHECK(hidden.dim() == 3, "hidden must be 3-D [B, T, H], got shape ", hidden.sizes());
+  const int64_t rows = hidden.size(0), row_len = hidden.size(1);
+  TORCH_CHECK(row_len < kMaxSelectLen, "select_tokens: rows must be shorter than 2^30 tokens, got T = ", row_len);
+  check_tensor(logits, "logits", device);
+  TORCH_CHECK(is_kernel_float(logits.scalar_type()) || logits.scalar_type() == at::kDouble,
+              "logits must be float32, float16, bfloat16 or float64, got ", logits.scalar_type());
+  TORCH_CHECK(logits.dim() == 2 && logits.size(0) == rows && logits.size(1) == row_len, "logits must be [B, T] = [",
+              rows, ", ", row_len, "], got shape ", logits.sizes());
+  check_tensor(rank, "rank", device);
+  check_dtype(rank, at::kByte, "rank");
+  TORCH_CHECK(rank.sizes() == logits.sizes(), "rank must be [B, T] = [", rows, ", ", row_len, "], got shape ",
+              rank.sizes());
+  TORCH_CHECK(k >= 0 && k <= row_len, "k must be in [0, T] = [0, ", row_len, "], got ", k);
 }
 
 // --- philox_words, philox_uniform -------------------------------------------------------------------
