@@ -5,7 +5,10 @@ Every (configuration, seed) pre-trains the same small ELECTRA (QUALITY_MODEL, be
 until it has spent the baseline's analytic FLOPs (electra_fast.flops; measured active fractions for early
 exit), so a cheaper step buys more steps. The learning rate follows the FLOPs spent (linear warm-up over
 the first 10%, linear decay to 0 at the budget), so every run sees its whole schedule. Configurations:
-baseline (network generator), the uniform / unigram / cluster statistical generators, and early exit.
+baseline (network generator), the uniform / unigram / cluster statistical generators, and early exit: the
+threshold policy (exit0.9) and a budget keeping half the positions after the default exit layer, with the
+least confident tokens staying (keep0.5) or a random choice staying (random0.5, the ablation of
+adaptivity). Early-exit runs also sweep the threshold at inference (fixed-set AUC against inference FLOPs).
 
 The yardstick does not depend on the run (electra_fast.evaluation):
     fixed-set RTD   ROC-AUC and recall at 5% FPR on held-out tokens corrupted once by a fixed uniform
@@ -70,14 +73,31 @@ QUALITY_MODEL = dict(vocab_size=4096, num_hidden_layers=4, hidden_size=128, inte
 
 @dataclass(frozen=True)
 class RunSpec:
+    """One configuration: its generator and early exit (a threshold, or a budget: keep with a selection)."""
+
     name: str
     generator: str = "network"
     threshold: Optional[float] = None
+    keep: Optional[float] = None
+    selection: str = "adaptive"
+
+    def cache_key(self) -> Dict[str, object]:
+        # the budget fields enter the key only when set, so runs cached before they existed stay valid
+        key = dataclasses.asdict(self)
+        for name in ("keep", "selection"):
+            if key[name] == RunSpec.__dataclass_fields__[name].default:
+                del key[name]
+        return key
+
+    @property
+    def early_exit(self) -> bool:
+        return self.threshold is not None or self.keep is not None
 
 
 CONFIGS = {spec.name: spec for spec in (
     RunSpec("baseline"), RunSpec("uniform", "uniform"), RunSpec("unigram", "unigram"),
-    RunSpec("cluster", "cluster"), RunSpec("exit0.9", threshold=0.9))}
+    RunSpec("cluster", "cluster"), RunSpec("exit0.9", threshold=0.9),
+    RunSpec("keep0.5", keep=0.5), RunSpec("random0.5", keep=0.5, selection="random"))}
 
 PLANS = {
     # batch, seq_len, baseline steps (defines the FLOPs budget), evaluation marks, early-exit warm-up steps,
@@ -119,8 +139,9 @@ class Context:
         from electra_fast.models import EarlyExitConfig, ElectraForPretraining
 
         cfg = self.base
-        if spec.threshold is not None:
-            cfg = cfg.replace(early_exit=EarlyExitConfig(threshold=spec.threshold,
+        if spec.early_exit:
+            cfg = cfg.replace(early_exit=EarlyExitConfig(threshold=spec.threshold, keep=spec.keep,
+                                                         selection=spec.selection,
                                                          warmup_steps=self.plan["exit_warmup"]))
         if spec.generator != "network":
             cfg = cfg.replace(generator=spec.generator)
@@ -169,7 +190,7 @@ def pretrain(ctx: Context, spec: RunSpec, seed: int) -> Dict[str, object]:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        fractions = out.active_fractions.tolist() if spec.threshold is not None else None
+        fractions = out.active_fractions.tolist() if spec.early_exit else None
         spent += ts.step_flops(cfg, plan["batch"], plan["seq_len"], fractions)["total"]
         step += 1
         seconds += time.perf_counter() - start
@@ -180,7 +201,51 @@ def pretrain(ctx: Context, spec: RunSpec, seed: int) -> Dict[str, object]:
                           "train_loss": out.loss.item(), **ctx.score(model)})
     return {"config": spec.name, "seed": seed, "steps": step, "flops": spent, "budget_flops": ctx.budget,
             "train_seconds": seconds,
-            "load_average": os.getloadavg()[0], "curve": curve, **curve[-1], **ctx.downstream(model.discriminator, seed)}
+            "load_average": os.getloadavg()[0], "curve": curve, **curve[-1], **ctx.downstream(model.discriminator, seed),
+            "inference": threshold_sweep(ctx, model.discriminator) if spec.early_exit else []}
+
+
+INFERENCE_THRESHOLDS = (0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+@torch.no_grad()
+def threshold_sweep(ctx: Context, discriminator) -> List[Dict[str, float]]:
+    """Inference with the threshold policy on a model trained with early exit: for each threshold, the
+    fixed-set AUC of each corrupter and the analytic inference FLOPs as a fraction of the full depth's
+    (at the active fractions measured on that set)."""
+    from electra_fast import flops
+    from electra_fast.evaluation import roc_auc
+
+    trained = discriminator.config
+    full = trained.replace(early_exit=None)
+    discriminator.eval()
+    rows = []
+    try:
+        for threshold in INFERENCE_THRESHOLDS:
+            ee = dataclasses.replace(trained.early_exit, threshold=threshold, keep=None, selection="adaptive")
+            discriminator.config = trained.replace(early_exit=ee)
+            row = {"threshold": threshold}
+            for name, rtd in ctx.sets.rtd.items():
+                scores, labels, fractions, weights = [], [], [], []
+                for start in range(0, rtd.input_ids.shape[0], 64):
+                    rows_ = slice(start, start + 64)
+                    out = discriminator.run(rtd.input_ids[rows_], rtd.attention_mask[rows_],
+                                            rtd.token_type_ids[rows_], exits=True)
+                    keep = rtd.scored[rows_]
+                    scores.append(out.logits[keep])
+                    labels.append(rtd.is_replaced[rows_][keep])
+                    fractions.append(out.active_fractions * rtd.attention_mask[rows_].sum())
+                    weights.append(rtd.attention_mask[rows_].sum())
+                mean = (torch.stack(fractions).sum(0) / sum(weights)).tolist()
+                seq_len = rtd.input_ids.shape[1]
+                row[f"auc_{name}"] = roc_auc(torch.cat(scores), torch.cat(labels))
+                row[f"flops_fraction_{name}"] = (flops.inference_flops(discriminator.config, seq_len, mean)
+                                                 / flops.inference_flops(full, seq_len))
+            rows.append(row)
+    finally:
+        discriminator.config = trained
+        discriminator.train()
+    return rows
 
 
 def untrained(ctx: Context, seed: int) -> Dict[str, object]:
@@ -196,7 +261,7 @@ def _cache_path(cache_dir: Path, plan: Dict[str, object], spec: Optional[RunSpec
     # the seed list is not part of a run: adding a seed must not invalidate the runs of the others
     run_plan = {k: v for k, v in plan.items() if k != "seeds"}
     key = {"format": CACHE_FORMAT, "plan": run_plan, "model": QUALITY_MODEL,
-           "spec": dataclasses.asdict(spec) if spec else None}
+           "spec": spec.cache_key() if spec else None}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = spec.name if spec else "untrained"
     return cache_dir / f"{name}-seed{seed}-{digest}.json"
@@ -348,8 +413,8 @@ def run(quick: bool = False, configs: Optional[Sequence[str]] = None, seeds: Opt
         plan: Optional[Dict[str, object]] = None, fresh: bool = False,
         cache_dir: Optional[Path] = None) -> Dict[str, List[Dict[str, object]]]:
     """Every (configuration, seed) of the plan, seeds outermost so configurations interleave; returns the
-    result tables: quality (one row per configuration and seed), quality_curves, quality_summary and
-    quality_verdicts. Runs are cached in `cache_dir` (default <electra_fast cache>/quality_runs)."""
+    result tables: quality (one row per configuration and seed), quality_curves, quality_summary,
+    quality_verdicts and quality_inference (early-exit runs: fixed-set AUC against inference FLOPs per threshold). Runs are cached in `cache_dir` (default <electra_fast cache>/quality_runs)."""
     from electra_fast.data import default_cache_dir
 
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(default_cache_dir()) / "quality_runs"
@@ -373,13 +438,14 @@ def run(quick: bool = False, configs: Optional[Sequence[str]] = None, seeds: Opt
                   f"{' (cached)' if r['cached'] else ''}", flush=True)
             results.append(r)
     analysis = analyse(results, quick)
-    per_run = [{k: v for k, v in r.items() if k != "curve"} for r in results]
+    per_run = [{k: v for k, v in r.items() if k not in ("curve", "inference")} for r in results]
+    inference = [{"config": r["config"], "seed": r["seed"], **row} for r in results for row in r.get("inference", [])]
     for r in per_run:
         r["majority_accuracy"] = ctx.reviews.majority_rate if ctx.reviews is not None else math.nan
     curves = [{"config": r["config"], "seed": r["seed"], **point} for r in results for point in r["curve"]]
     notes = [{"verdict": line} for line in verdicts(analysis) + ([ctx.downstream_note] if ctx.downstream_note else [])]
     return {"quality": per_run, "quality_curves": curves, "quality_summary": analysis["summary"],
-            "quality_verdicts": notes}
+            "quality_verdicts": notes, "quality_inference": inference}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[Dict[str, object]]]:

@@ -10,15 +10,20 @@ Baseline ("hf-*"), built the way a user wires transformers' ELECTRA classes as t
     sampling       on the dense logits of the masked positions: Gumbel-argmax (as the official code)
                    or softmax + torch.multinomial
     loss           mlm + 50 * rtd, AdamW step
-Ours: `ElectraForPretraining(config)` of the same preset, without early exit, with early exit at several
-thresholds, and with each statistical generator. Both sides: same batches (the bundled corpus, packed
+Ours: `ElectraForPretraining(config)` of the same preset, without early exit, with budgeted early exit
+(keep a fraction of the positions after the default exit layer), with threshold early exit, and with each
+statistical generator. Both sides: same batches (the bundled corpus, packed
 to the preset's length with a WordPiece vocabulary of the preset's size), same thread count, same
 optimiser, one process, and the configurations interleaved step by step (the starting configuration
 rotates every round), so machine drift lands on all of them alike.
 
-Early exit needs confident exit heads, which an untrained model does not have: the network models are
-first trained for a few steps (untimed, the same weights loaded into every network configuration), and
-the per-layer active fractions are the ones measured during the timed steps.
+Threshold early exit needs confident exit heads, which an untrained model does not have: the network models
+are first trained for a few steps (untimed, the same weights loaded into every network configuration), and
+the per-layer active fractions are the ones measured during the timed steps. A budget's fractions are exact.
+
+A second table ("discriminator") times the discriminator's forward + backward alone, with and without each
+early exit, interleaved: its wall-clock saving next to the analytic FLOPs saving says what the exit
+machinery costs.
 
 FLOPs/s uses the analytic model FLOPs (electra_fast.flops.train_step_flops, 3x-forward convention) of
 OUR configuration for every row of a preset, including the baselines: it is "useful work per second",
@@ -158,7 +163,7 @@ class Runner:
     family: str  # "hf" | "ours"
     model: nn.Module
     config: object
-    threshold: Optional[float] = None
+    exit: str = ""  # "", "threshold 0.9", "keep 0.5"
     generator: str = "network"
     times: List[float] = field(default_factory=list)
     active: List[torch.Tensor] = field(default_factory=list)
@@ -186,27 +191,42 @@ class Runner:
             self.active.append(fractions)
 
 
-def build_runners(preset: str, corpus: Corpus, thresholds: Sequence[float], statistical: Sequence[str],
-                  hf_samplings: Sequence[str] = HF_SAMPLINGS, warm_steps: int = 0) -> List[Runner]:
-    """The HF baselines, ours without/with early exit (warmed alike), and ours with each statistical generator."""
+def exit_variants(base, keeps: Sequence[float], thresholds: Sequence[float]) -> List[tuple]:
+    """(name, config, label) of ours without early exit, with each budget and with each threshold."""
+    from electra_fast.models import EarlyExitConfig
+
+    return ([("ours", base, "")]
+            + [(f"ours-keep{k:g}", base.replace(early_exit=EarlyExitConfig(keep=k)), f"keep {k:g}") for k in keeps]
+            + [(f"ours-exit{t:g}", base.replace(early_exit=EarlyExitConfig(threshold=t)), f"threshold {t:g}")
+               for t in thresholds])
+
+
+def warm_state(base, corpus: Corpus, warm_steps: int) -> Dict[str, torch.Tensor]:
+    """Weights after warm_steps untimed steps, with the default exit head trained too (so thresholds bite)."""
     from electra_fast.models import EarlyExitConfig, ElectraForPretraining
+
+    warm = Runner("warm-up", "ours", ElectraForPretraining(base.replace(early_exit=EarlyExitConfig(threshold=1.0))),
+                  base)
+    for k in range(warm_steps):
+        warm.step(corpus.batches[k % len(corpus.batches)], record=False)
+    return warm.model.state_dict()
+
+
+def build_runners(preset: str, corpus: Corpus, keeps: Sequence[float], thresholds: Sequence[float],
+                  statistical: Sequence[str], hf_samplings: Sequence[str] = HF_SAMPLINGS,
+                  warm_steps: int = 0) -> List[Runner]:
+    """The HF baselines, ours without/with early exit (warmed alike), and ours with each statistical generator."""
+    from electra_fast.models import ElectraForPretraining
 
     torch.manual_seed(0)
     base = electra_config(preset, corpus)
     runners = [Runner(f"hf-{s}", "hf", HFPretraining(base, s), base) for s in hf_samplings]
-    if thresholds:
-        warm = Runner("warm-up", "ours", ElectraForPretraining(base.replace(early_exit=EarlyExitConfig(threshold=1.0))),
-                      base)
-        for k in range(warm_steps):
-            warm.step(corpus.batches[k % len(corpus.batches)], record=False)
-        state = warm.model.state_dict()
-    ours = [("ours", base, None)] + [(f"ours-exit{t:g}", base.replace(early_exit=EarlyExitConfig(threshold=t)), t)
-                                     for t in thresholds]
-    for name, cfg, t in ours:
+    state = warm_state(base, corpus, warm_steps) if thresholds or keeps else None
+    for name, cfg, label in exit_variants(base, keeps, thresholds):
         model = ElectraForPretraining(cfg)
-        if thresholds:
-            model.load_state_dict(state, strict=True)
-        runners.append(Runner(name, "ours", model, cfg, threshold=t))
+        if state is not None:
+            model.load_state_dict(state, strict=False)  # "ours" without early exit has no exit head
+        runners.append(Runner(name, "ours", model, cfg, exit=label))
     for kind in statistical:
         cfg = base.replace(generator=kind)
         runners.append(Runner(f"ours-{kind}", "ours", ElectraForPretraining(cfg, make_sampler(kind, cfg, corpus.counts)),
@@ -259,9 +279,9 @@ def summarise(runners: Sequence[Runner], preset: str, batch: int, seq_len: int) 
         if r.family == "hf":
             fl = base_flops
         else:
-            fl = step_flops(r.config, batch, seq_len, fractions if r.threshold is not None else None)
+            fl = step_flops(r.config, batch, seq_len, fractions if r.exit else None)
         row = {"section": "train_step", "preset": preset, "batch": batch, "seq_len": seq_len, "config": r.name,
-               "family": r.family, "generator": r.generator, "threshold": r.threshold if r.threshold else "",
+               "family": r.family, "generator": r.generator, "early_exit": r.exit,
                "step_ms": med * 1e3, "p10_ms": q[0] * 1e3, "p90_ms": q[-1] * 1e3, "repeats": len(r.times),
                "tokens_per_s": tokens / med, "model_flops": fl["total"], "flops_per_s": fl["total"] / med,
                "disc_flops": fl["discriminator"], "gen_flops": fl["generator"], "head_flops": fl["heads"]}
@@ -269,7 +289,7 @@ def summarise(runners: Sequence[Runner], preset: str, batch: int, seq_len: int) 
             row[f"speedup_vs_{hf.name}"] = medians[hf.name] / med
         if hf_fastest is not None:
             row["speedup_vs_hf_fastest"] = hf_fastest / med
-        if r.threshold is not None:
+        if r.exit:
             row["active_fractions"] = " ".join(f"{f:.3f}" for f in fractions)
             row["disc_flops_saved"] = 1.0 - fl["discriminator"] / base_flops["discriminator"]
             if ours_base is not None:
@@ -278,20 +298,72 @@ def summarise(runners: Sequence[Runner], preset: str, batch: int, seq_len: int) 
     return rows
 
 
+def time_discriminators(preset: str, corpus: Corpus, keeps: Sequence[float], thresholds: Sequence[float],
+                        rounds: int, warm_steps: int) -> List[Dict[str, object]]:
+    """The discriminator's forward + backward alone (exit heads and their supervision included), without and
+    with each early exit, interleaved on the same batches; wall-clock saving next to the analytic one."""
+    from electra_fast.models import ElectraForPretraining
+
+    torch.manual_seed(0)
+    base = electra_config(preset, corpus)
+    state = warm_state(base, corpus, warm_steps)
+    models = []
+    for name, cfg, label in exit_variants(base, keeps, thresholds):
+        model = ElectraForPretraining(cfg)
+        model.load_state_dict(state, strict=False)
+        models.append((name, cfg, label, model.discriminator.train(), [], []))
+
+    def step(disc, batch, cfg):
+        out = disc.run(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                       exits=cfg.early_exit is not None, supervise=cfg.early_exit is not None)
+        loss = out.logits.square().mean() + sum(r.logits.square().mean() for r in out.exit_records)
+        loss.backward()
+        disc.zero_grad(set_to_none=True)
+        return out.active_fractions.detach()
+
+    for r in range(1 + rounds):
+        batch = corpus.batches[r % len(corpus.batches)]
+        order = models[r % len(models):] + models[:r % len(models)]
+        for name, cfg, label, disc, times, active in order:
+            t0 = time.perf_counter()
+            fractions = step(disc, batch, cfg)
+            if r:
+                times.append(time.perf_counter() - t0)
+                active.append(fractions)
+    batch, seq_len = corpus.batches[0]["input_ids"].shape
+    base_ms = statistics.median(models[0][4]) * 1e3
+    base_flops = step_flops(base, batch, seq_len)["discriminator"]
+    rows = []
+    for name, cfg, label, _, times, active in models:
+        ms = statistics.median(times) * 1e3
+        fractions = torch.stack(active).mean(0).tolist()
+        saved = 1.0 - step_flops(cfg, batch, seq_len, fractions if label else None)["discriminator"] / base_flops
+        wall = 1.0 - ms / base_ms
+        rows.append({"section": "discriminator", "preset": preset, "batch": batch, "seq_len": seq_len,
+                     "config": name, "early_exit": label, "fwd_bwd_ms": ms, "repeats": len(times),
+                     "wall_saved_vs_ours": wall, "disc_flops_saved": saved,
+                     "wall_over_flops_saving": wall / saved if saved > 0 else float("nan"),
+                     "active_fractions": " ".join(f"{f:.3f}" for f in fractions)})
+    return rows
+
+
 PLANS = {
     # preset: (batch, seq_len, rounds, warm_steps) for the full run and for --quick
-    "full": {"tiny": (32, 128, 12, 150), "small": (16, 128, 6, 100)},
+    "full": {"tiny": (32, 128, 12, 150), "small": (8, 128, 10, 30)},
     "quick": {"tiny": (8, 128, 2, 20), "small": (4, 128, 2, 10)},
 }
-THRESHOLDS = {"full": (0.99, 0.95, 0.9), "quick": (0.9,)}
+KEEPS = {"full": (0.5,), "quick": (0.5,)}
+THRESHOLDS = {"full": (0.95, 0.9), "quick": (0.9,)}
 STATISTICAL_RUNS = {"full": STATISTICAL, "quick": ("uniform",)}
 
 
-def run(presets: Sequence[str] = ("tiny", "small"), quick: bool = False, *, thresholds: Optional[Sequence[float]] = None,
-        statistical: Optional[Sequence[str]] = None, plan: Optional[Dict[str, tuple]] = None) -> List[Dict[str, object]]:
-    """Benchmark each preset; returns the rows (see summarise)."""
+def run(presets: Sequence[str] = ("tiny", "small"), quick: bool = False, *, keeps: Optional[Sequence[float]] = None,
+        thresholds: Optional[Sequence[float]] = None, statistical: Optional[Sequence[str]] = None,
+        plan: Optional[Dict[str, tuple]] = None) -> List[Dict[str, object]]:
+    """Benchmark each preset; returns the rows (see summarise and time_discriminators)."""
     mode = "quick" if quick else "full"
     plan = plan or PLANS[mode]
+    keeps = KEEPS[mode] if keeps is None else keeps
     thresholds = THRESHOLDS[mode] if thresholds is None else thresholds
     statistical = STATISTICAL_RUNS[mode] if statistical is None else statistical
     rows: List[Dict[str, object]] = []
@@ -301,14 +373,18 @@ def run(presets: Sequence[str] = ("tiny", "small"), quick: bool = False, *, thre
 
         vocab = ElectraConfig.preset(preset).vocab_size
         corpus = load_corpus(vocab, batch, seq_len, max(rounds + 1, warm_steps, 1))
-        runners = build_runners(preset, corpus, thresholds, statistical, warm_steps=warm_steps)
+        runners = build_runners(preset, corpus, keeps, thresholds, statistical, warm_steps=warm_steps)
         interleave(runners, corpus.batches, rounds)
         rows += summarise(runners, preset, batch, seq_len)
+        if keeps or thresholds:
+            rows += time_discriminators(preset, corpus, keeps, thresholds, rounds, warm_steps)
     return rows
 
 
 COLUMNS = ["preset", "batch", "config", "step_ms", "tokens_per_s", "speedup_vs_hf_fastest", "disc_flops_saved",
            "wall_saved_vs_ours", "active_fractions"]
+DISCRIMINATOR_COLUMNS = ["preset", "batch", "config", "fwd_bwd_ms", "wall_saved_vs_ours", "disc_flops_saved",
+                         "wall_over_flops_saving"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
@@ -320,8 +396,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
     parser.add_argument("--presets", default="tiny,small")
     args = parser.parse_args(argv)
     rows = run([p for p in args.presets.split(",") if p], args.quick)
-    print_table(rows, COLUMNS)
-    write_results("train_step", rows, args.out)
+    print_table([r for r in rows if r["section"] == "train_step"], COLUMNS)
+    print_table([r for r in rows if r["section"] == "discriminator"], DISCRIMINATOR_COLUMNS)
+    write_results("train_step", [r for r in rows if r["section"] == "train_step"], args.out)
+    write_results("exit_discriminator", [r for r in rows if r["section"] == "discriminator"], args.out)
     return rows
 
 

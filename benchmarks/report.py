@@ -83,6 +83,37 @@ def train_step_section(data: Dict[str, object]) -> List[str]:
     return lines + [""]
 
 
+def exit_section(data: Dict[str, object]) -> List[str]:
+    lines = ["## Early exit: the discriminator's forward + backward alone (interleaved in one run)", "",
+             "Wall-clock saved against ours without early exit, next to the analytic discriminator FLOPs saved "
+             "(embeddings, layers, RTD and exit heads); their ratio is how much of the saving the exit "
+             "machinery keeps.", ""]
+    lines += table(data["rows"], [
+        ("preset", "preset"), ("batch x seq", lambda r: f"{r['batch']}x{r['seq_len']}"), ("config", "config"),
+        ("fwd+bwd ms", "fwd_bwd_ms"), ("wall saved", lambda r: pct(r.get("wall_saved_vs_ours"))),
+        ("FLOPs saved", lambda r: pct(r.get("disc_flops_saved"))),
+        ("wall / FLOPs saving", lambda r: fmt(r.get("wall_over_flops_saving"))),
+        ("active fractions", "active_fractions"),
+    ])
+    return lines + [""]
+
+
+def inference_section(data: Dict[str, object]) -> List[str]:
+    """Seed means per (configuration, threshold) of the threshold sweep at inference."""
+    groups: Dict[tuple, List[Dict[str, object]]] = {}
+    for r in data["rows"]:
+        groups.setdefault((r["config"], float(r["threshold"])), []).append(r)
+    mean = lambda rows, key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
+    lines = ["### Early exit at inference: fixed-set AUC against inference FLOPs (threshold policy, seed means)", "",
+             "| config | threshold | seeds | AUC uniform | FLOPs (uniform set) | AUC unigram | FLOPs (unigram set) |",
+             "|---|---|---|---|---|---|---|"]
+    for (config, threshold), rows in groups.items():
+        lines.append(f"| {config} | {threshold:g} | {len(rows)} | {mean(rows, 'auc_uniform'):.3f} | "
+                     f"{pct(mean(rows, 'flops_fraction_uniform'))} | {mean(rows, 'auc_unigram'):.3f} | "
+                     f"{pct(mean(rows, 'flops_fraction_unigram'))} |")
+    return lines + [""]
+
+
 def quality_section(out_dir: Path) -> List[str]:
     summary, verdicts, runs = (load(out_dir, n) for n in ("quality_summary", "quality_verdicts", "quality"))
     if summary is None:
@@ -146,7 +177,11 @@ def quality_section(out_dir: Path) -> List[str]:
         lines += ["", f"Majority class of the review test split: {pct(majority)}."]
     if verdicts is not None:
         lines += [""] + [f"- {r['verdict']}" for r in verdicts["rows"] if r["verdict"] not in gates]
-    return lines + [""]
+    lines += [""]
+    inference = load(out_dir, "quality_inference")
+    if inference and inference["rows"]:
+        lines += inference_section(inference)
+    return lines
 
 
 def op_section(name: str, data: Dict[str, object]) -> List[str]:
@@ -214,6 +249,9 @@ def build(out_dir: Path) -> str:
         lines += ["## Headline", ""] + head + [""]
     ts = load(out_dir, "train_step")
     lines += train_step_section(ts) if ts else ["## Training step", "", "not run", ""]
+    exits = load(out_dir, "exit_discriminator")
+    if exits and exits["rows"]:
+        lines += exit_section(exits)
     lines += quality_section(out_dir)
     lines += ["## Ops (CPU; ratios against baselines timed in the same run)", ""]
     for name in OP_RESULTS:

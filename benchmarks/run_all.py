@@ -84,7 +84,7 @@ def flops_rows(train_rows: Sequence[Dict[str, object]], presets: Sequence[str]) 
             continue
         rows.append({"section": "flops", "preset": r["preset"], "config": r["config"], "batch": r["batch"],
                      "seq_len": r["seq_len"], "generator_flops": r["gen_flops"], "discriminator_flops": r["disc_flops"],
-                     "head_flops": r["head_flops"], "total_flops": r["model_flops"], "threshold": r["threshold"],
+                     "head_flops": r["head_flops"], "total_flops": r["model_flops"], "early_exit": r["early_exit"],
                      "active_fractions": r.get("active_fractions", ""),
                      "disc_flops_saved": r.get("disc_flops_saved", "")})
     return rows
@@ -128,8 +128,10 @@ def run(out: Path, quick: bool = False, sections: Sequence[str] = SECTIONS,
     def train_step():
         import bench_train_step as ts
 
-        train_rows.extend(ts.run(presets, quick))
+        rows = ts.run(presets, quick)
+        train_rows.extend(r for r in rows if r["section"] == "train_step")
         write_results("train_step", train_rows, out)
+        write_results("exit_discriminator", [r for r in rows if r["section"] == "discriminator"], out)
 
     def flops():
         write_results("flops", flops_rows(train_rows, presets), out)

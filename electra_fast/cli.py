@@ -58,8 +58,18 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     model = p.add_argument_group("model")
     model.add_argument("--preset", default="tiny", choices=ElectraConfig.preset_names())
     model.add_argument("--generator", default="network", choices=GENERATORS)
+    model.add_argument("--early-exit-keep", type=float, nargs="+", metavar="F",
+                       help="turn budgeted early exit on: after each exit layer every sequence keeps this "
+                            "fraction of its positions, the least confident (one value, or one per exit layer; "
+                            "default 0.5 when another early-exit flag is given)")
+    model.add_argument("--early-exit-layers", type=int, nargs="+", metavar="L",
+                       help="exit after these discriminator layers (default: num_hidden_layers // 3)")
+    model.add_argument("--early-exit-warmup-steps", type=int, default=0, metavar="N",
+                       help="budget: the exit fraction ramps from 0 to 1 - keep over N steps; threshold: no "
+                            "token exits before step N")
     model.add_argument("--early-exit-threshold", type=float, metavar="X",
-                       help="turn early exit on: a token stops once its exit head is this confident (0.5, 1]")
+                       help="threshold policy instead of a budget: a token stops once its exit head is this "
+                            "confident (0.5, 1]")
 
     train = p.add_argument_group("training")
     train.add_argument("--steps", type=int, default=300)
@@ -94,7 +104,9 @@ def _pretrain(args: argparse.Namespace) -> int:
         preset=args.preset, corpus=args.corpus, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
         steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, accumulation=args.accumulation,
-        generator=args.generator, early_exit_threshold=args.early_exit_threshold, seed=args.seed,
+        generator=args.generator, early_exit_threshold=args.early_exit_threshold,
+        early_exit_keep=args.early_exit_keep, early_exit_layers=args.early_exit_layers,
+        early_exit_warmup_steps=args.early_exit_warmup_steps, seed=args.seed,
         output=args.output, resume=args.resume, eval_every=args.eval_every, eval_sequences=args.eval_sequences,
         save_every=args.save_every, log_every=args.log_every, heldout_fraction=args.heldout_fraction,
         streaming=args.streaming, cache_dir=args.cache_dir, compile=args.compile, fsdp=args.fsdp,

@@ -20,8 +20,10 @@ default: a GEMM's backward is two GEMMs, the now-common convention) or 1.0 (the 
 for comparisons with the paper's training FLOPs).
 
 Early exit: `active_fractions[l]` is the fraction of a sequence's tokens that discriminator layer l
-runs on; the layer's cost is counted on that many tokens attending to that many keys (the useful
-work; the re-padded batch computes up to its longest row), and each exit head on the tokens of its layer.
+runs on; the layer's cost is counted on that many tokens attending to that many keys, and each exit
+head (dense H -> 1) on the tokens of its layer. Under the budget policy this is exact (the layer runs on
+k of T positions, padding included: `budget_fractions`); under the threshold policy it counts the useful
+work (the re-padded batch computes up to its longest row).
 Results: inference 3.68e9 (Small) / 2.86e10 (Base) FLOPs per length-128 input, the paper's 3.7e9 / 2.9e10.
 """
 from __future__ import annotations
@@ -82,6 +84,11 @@ def rtd_head_flops(hidden: int, tokens: float, rules: str = "official") -> float
     return per_token * tokens
 
 
+def exit_head_flops(hidden: int, tokens: float, rules: str = "official") -> float:
+    """An early-exit head, dense(H, 1), on `tokens` tokens."""
+    return (2 * hidden + (1 if _check_rules(rules) else 0)) * tokens
+
+
 def mlm_head_flops(config: ElectraConfig, tokens: float, rules: str = "official") -> float:
     """The generator's output on `tokens` masked positions: dense(Hg -> E), GELU, LayerNorm, logits over
     the vocabulary, softmax and the target pick."""
@@ -105,11 +112,34 @@ def _fractions(config: ElectraConfig, active_fractions: Optional[Sequence[float]
     return fractions
 
 
+def budget_fractions(config: ElectraConfig, seq_len: int, step: Optional[int] = None) -> Tuple[float, ...]:
+    """Per discriminator layer, the fraction of the T = seq_len positions it computes under the budget
+    policy at training step `step` (None: past the warm-up); exact, as the shapes are static: 1 up to the
+    first exit layer, k_i / T after exit layer i, and 1 for the last layer when exits are restored before it.
+    The model reports the same figures as `output.active_fractions`."""
+    ee = config.early_exit
+    n = config.num_hidden_layers
+    if ee is None:
+        return (1.0,) * n
+    if ee.policy != "budget":
+        raise ValueError("budget_fractions needs the budget policy; a threshold's fractions depend on the data "
+                         "(the model reports them as output.active_fractions)")
+    fractions, current = [], 1.0
+    exits = dict(zip(ee.layers(n), ee.kept_counts(n, seq_len, step)))
+    for layer in range(1, n + 1):
+        if layer == n and ee.restore_last_layer:
+            current = 1.0
+        fractions.append(current)
+        if layer in exits:
+            current = min(current, exits[layer] / seq_len)
+    return tuple(fractions)
+
+
 def _discriminator_parts(config: ElectraConfig, seq_len: int, fractions: Tuple[float, ...], rules: str):
     """(embeddings + per-layer FLOPs, heads FLOPs) of one discriminator forward over one sequence."""
     layers = tuple(layer_flops(config.hidden_size, config.intermediate_size, config.num_attention_heads,
                                f * seq_len, f * seq_len, rules) for f in fractions)
-    heads = sum(rtd_head_flops(config.hidden_size, fractions[layer - 1] * seq_len, rules)
+    heads = sum(exit_head_flops(config.hidden_size, fractions[layer - 1] * seq_len, rules)
                 for layer in exit_layers_of(config))
     restored = config.early_exit is None or config.early_exit.restore_last_layer
     heads += rtd_head_flops(config.hidden_size, (1.0 if restored else fractions[-1]) * seq_len, rules)
@@ -170,5 +200,6 @@ def train_step_flops(config: ElectraConfig, batch_size: int, seq_len: int,
         discriminator_layers=tuple(f * scale for f in layers), backward_factor=backward_factor, rules=rules)
 
 
-__all__ = ["StepFlops", "inference_flops", "train_step_flops", "layer_flops", "embedding_flops",
-           "rtd_head_flops", "mlm_head_flops", "OFFICIAL_OUTPUT_FRACTION", "RULES"]
+__all__ = ["StepFlops", "inference_flops", "train_step_flops", "budget_fractions", "layer_flops",
+           "embedding_flops", "rtd_head_flops", "exit_head_flops", "mlm_head_flops", "OFFICIAL_OUTPUT_FRACTION",
+           "RULES"]

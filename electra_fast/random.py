@@ -45,13 +45,16 @@ PHILOX_UNIFORM = dispatch.Op(
 )
 
 
-def uniform(n: int, *, seed: int, offset: int = 0, device: Optional[torch.device | str] = None) -> torch.Tensor:
-    """[n] float32 uniforms in (0, 1): element i is `uniform` of counter i in stream (seed, offset)."""
+def uniform(n: int, *, seed: int, offset: int = 0, start: int = 0,
+            device: Optional[torch.device | str] = None) -> torch.Tensor:
+    """[n] float32 uniforms in (0, 1): element i is `uniform` of counter start + i in stream (seed, offset)."""
     check_seed(seed, offset)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
     out = torch.empty(n, dtype=torch.float32, device=device)
-    dispatch.run(PHILOX_UNIFORM, out.device, out.dtype, out, seed, offset, 0)
+    dispatch.run(PHILOX_UNIFORM, out.device, out.dtype, out, seed, offset, start)
     return out
 
 

@@ -182,11 +182,16 @@ def fake_results(out):
     common.write_results("train_step", [
         {"section": "train_step", "preset": "tiny", "batch": 2, "seq_len": 16, "config": "hf-gumbel", "family": "hf",
          "step_ms": 10.0, "p10_ms": 9.0, "p90_ms": 11.0, "tokens_per_s": 3200.0, "flops_per_s": 1e9,
-         "speedup_vs_hf_fastest": 1.0, "threshold": ""},
+         "speedup_vs_hf_fastest": 1.0, "early_exit": ""},
         {"section": "train_step", "preset": "tiny", "batch": 2, "seq_len": 16, "config": "ours-exit0.9", "family": "ours",
          "step_ms": 5.0, "p10_ms": 4.0, "p90_ms": 6.0, "tokens_per_s": 6400.0, "flops_per_s": 1e9,
-         "speedup_vs_hf_fastest": 2.0, "threshold": 0.9, "disc_flops_saved": 0.35, "wall_saved_vs_ours": 0.3}],
+         "speedup_vs_hf_fastest": 2.0, "early_exit": "threshold 0.9", "disc_flops_saved": 0.35,
+         "wall_saved_vs_ours": 0.3}],
         out, info)
+    common.write_results("exit_discriminator", [
+        {"section": "discriminator", "preset": "tiny", "batch": 2, "seq_len": 16, "config": "ours-keep0.5",
+         "early_exit": "keep 0.5", "fwd_bwd_ms": 3.0, "wall_saved_vs_ours": 0.2, "disc_flops_saved": 0.25,
+         "wall_over_flops_saving": 0.8, "active_fractions": "1 0.5 0.5 1"}], out, info)
     tables = {"quality": [{k: v for k, v in r.items() if k != "curve"} for r in fake_quality()],
               "quality_curves": [{"config": r["config"], "seed": r["seed"], **p} for r in fake_quality()
                                  for p in r["curve"]]}
@@ -210,6 +215,7 @@ def test_report_and_plots(tmp_path):
             "roofline.png"} <= written
     text = report.write(tmp_path).read_text()
     assert "## Headline" in text and "| tiny | ours-exit0.9 | 6,400 | 2.00x | 35.0% | 30.0% |" in text
+    assert "| tiny | 2x16 | ours-keep0.5 | 3 | 20.0% | 25.0% | 0.8 | 1 0.5 0.5 1 |" in text
     assert "PROJECTION" in text and "No CUDA device" in text or torch.cuda.is_available()
     assert "### replace" in text and "not run" in text
     assert "| cheap | 3 |" in text and "fine-tuned downstream accuracy is above" in text
@@ -256,9 +262,15 @@ def test_train_step_ours_vs_hf_tiny_plan():
     pytest.importorskip("transformers")
     pytest.importorskip("datasets")
     pytest.importorskip("tokenizers")
-    rows = ts.run(["tiny"], plan={"tiny": (2, 32, 1, 2)}, thresholds=(0.9,), statistical=("uniform",))
+    rows = ts.run(["tiny"], plan={"tiny": (2, 32, 1, 2)}, keeps=(0.5,), thresholds=(0.9,), statistical=("uniform",))
+    disc = {r["config"]: r for r in rows if r["section"] == "discriminator"}
+    rows = [r for r in rows if r["section"] == "train_step"]
     by = {r["config"]: r for r in rows}
-    assert set(by) == {"hf-gumbel", "hf-multinomial", "ours", "ours-exit0.9", "ours-uniform"}
+    assert set(by) == {"hf-gumbel", "hf-multinomial", "ours", "ours-keep0.5", "ours-exit0.9", "ours-uniform"}
+    assert set(disc) == {"ours", "ours-keep0.5", "ours-exit0.9"}
+    tiny = ElectraConfig.preset("tiny")  # keep 0.5 after layer 1 of 4: layers 2 and 3 run on 16 of 32 positions
+    assert by["ours-keep0.5"]["active_fractions"] == disc["ours-keep0.5"]["active_fractions"] == "1.000 0.500 0.500 1.000"
+    assert tiny.num_hidden_layers == 4 and 0 < disc["ours-keep0.5"]["disc_flops_saved"] < 0.5
     for r in rows:
         assert r["tokens_per_s"] > 0 and r["speedup_vs_hf_fastest"] > 0 and r["repeats"] == 1
     saved = 1 - by["ours-exit0.9"]["disc_flops"] / by["ours"]["disc_flops"]

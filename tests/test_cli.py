@@ -119,3 +119,29 @@ def test_bad_numbers_are_clear_errors(tmp_path, text, stand_in, capsys):
     assert "threshold" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["pretrain", "--preset", "huge"])
+
+
+def test_early_exit_flags_reach_the_model_config(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(train, "pretrain", lambda cfg: seen.setdefault("cfg", cfg))
+    assert cli.main(["pretrain", "--early-exit-keep", "0.5", "0.25", "--early-exit-layers", "1", "2",
+                     "--early-exit-warmup-steps", "7"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.early_exit_keep, cfg.early_exit_layers, cfg.early_exit_warmup_steps) == ([0.5, 0.25], [1, 2], 7)
+    from electra_fast.data import SpecialIds
+    from electra_fast.training.setup import build_config
+
+    ee = build_config(cfg, SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4), 120).early_exit
+    assert (ee.policy, ee.keep, ee.exit_layers, ee.warmup_steps) == ("budget", [0.5, 0.25], [1, 2], 7)
+    one = build_config(train.TrainConfig(early_exit_layers=[2]), SpecialIds(0, 1, 2, 3, 4), 120).early_exit
+    assert (one.policy, one.keeps(4), one.layers(4)) == ("budget", [0.5], [2])
+
+
+def test_bad_early_exit_flags_name_the_field(tmp_path, text, stand_in, capsys):
+    common = ("--corpus", str(text), "--output", str(tmp_path / "o"))
+    assert _pretrain(tmp_path, *common, "--early-exit-keep", "0.5", "0.4") == 2
+    assert "early_exit.keep has 2 values but there are 1 exit layers" in capsys.readouterr().err
+    assert _pretrain(tmp_path, *common, "--early-exit-layers", "9") == 2
+    assert "early_exit.exit_layers must be integers in [1, 3]" in capsys.readouterr().err
+    assert _pretrain(tmp_path, *common, "--early-exit-keep", "0.5", "--early-exit-threshold", "0.9") == 2
+    assert "set one of them" in capsys.readouterr().err

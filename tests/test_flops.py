@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from electra_fast.flops import OFFICIAL_OUTPUT_FRACTION, inference_flops, layer_flops, train_step_flops
+from electra_fast.flops import (OFFICIAL_OUTPUT_FRACTION, budget_fractions, inference_flops, layer_flops,
+                                train_step_flops)
 from electra_fast.models import EarlyExitConfig, ElectraConfig, ElectraForPretraining
 
 from .models.helpers import batch, one_thread, tiny_config  # noqa: F401 (autouse fixture)
@@ -44,6 +45,27 @@ def test_early_exit_fractions_scale_the_layers():
     assert full.heads > no_exit.heads  # the exit heads cost something
 
 
+def test_budget_fractions_follow_the_kept_counts():
+    cfg = ElectraConfig.preset("small", early_exit=EarlyExitConfig(keep=[0.5, 0.25], exit_layers=[4, 8],
+                                                                   warmup_steps=100))
+    assert budget_fractions(cfg, 128) == (1.0,) * 4 + (0.5,) * 4 + (0.25,) * 3 + (1.0,)
+    assert budget_fractions(cfg, 128, step=50) == (1.0,) * 4 + (0.75,) * 4 + (0.625,) * 3 + (1.0,)
+    assert budget_fractions(ElectraConfig.preset("small"), 128) == (1.0,) * 12
+    with pytest.raises(ValueError, match="needs the budget policy"):
+        budget_fractions(ElectraConfig.preset("small", early_exit=EarlyExitConfig(threshold=0.9)), 128)
+
+
+def test_budget_saves_about_30_percent_of_small_encoder_layers():
+    """keep=0.5 after layer 4 of 12: 7 of 12 layers run on half the positions (with a quarter of the
+    attention), about 30% of the encoder layers' FLOPs; the embedding lookup dilutes it to about 22%."""
+    cfg = ElectraConfig.preset("small", early_exit=EarlyExitConfig(keep=0.5))
+    full = train_step_flops(cfg, 8, 128)
+    part = train_step_flops(cfg, 8, 128, budget_fractions(cfg, 128))
+    layers = 1 - sum(part.discriminator_layers) / sum(full.discriminator_layers)
+    assert 0.28 < layers < 0.32
+    assert 0.20 < 1 - part.discriminator / full.discriminator < 0.24
+
+
 def test_statistical_generator_has_no_generator_flops():
     step = train_step_flops(ElectraConfig.preset("small", generator="uniform"), 8, 128)
     assert step.generator == 0
@@ -75,12 +97,17 @@ def _sdpa_cpu_backward(grad_out, q, k, v, *args, out_shape=None, **kwargs):
     return sdpa_backward_flop_count(grad_out, q, k, v)
 
 
-@pytest.mark.parametrize("overrides", [{}, dict(hidden_size=64, intermediate_size=256, embedding_size=64)])
+BUDGET = dict(early_exit=EarlyExitConfig(exit_layers=[1, 2], keep=[0.5, 0.25]))
+
+
+@pytest.mark.parametrize("overrides", [{}, dict(hidden_size=64, intermediate_size=256, embedding_size=64), BUDGET],
+                         ids=["tiny", "wider", "budget-exit"])
 def test_agrees_with_flop_counter_mode_on_a_real_step(overrides):
     """FlopCounterMode knows neither our fused head nor CPU flash attention: formulas are registered for
     them (torch's own for attention). Its attention backward is 2.5x the forward (the scores are
     recomputed) where ours is 2x, so the count must equal ours + 0.5 x the attention forward, exactly;
-    the raw totals differ by that (3-6% on these tiny shapes, ~1% for ELECTRA-Small)."""
+    the raw totals differ by that (3-6% on these tiny shapes, ~1% for ELECTRA-Small). Under a budget the
+    layers after an exit run on k of T positions: the count is exact there too."""
     cfg = tiny_config(max_position_embeddings=128, **overrides)
     model = ElectraForPretraining(cfg)
     b, t = 4, 64
@@ -95,9 +122,11 @@ def test_agrees_with_flop_counter_mode_on_a_real_step(overrides):
         out.loss.backward()
     measured = counter.get_total_flops()
     masked = int(out.is_masked.sum())
-    ours = train_step_flops(cfg, b, t, masked_fraction=masked / (b * t), rules="matmul").total
-    attention_forward = b * t * 4 * t * (cfg.hidden_size * cfg.num_hidden_layers
-                                         + cfg.gen_hidden_size * cfg.gen_num_hidden_layers)
+    fractions = budget_fractions(cfg, t)
+    assert out.active_fractions.tolist() == list(fractions)
+    ours = train_step_flops(cfg, b, t, fractions, masked_fraction=masked / (b * t), rules="matmul").total
+    attention_forward = b * 4 * (sum((f * t) ** 2 for f in fractions) * cfg.hidden_size
+                                 + t * t * cfg.gen_hidden_size * cfg.gen_num_hidden_layers)
     assert measured == pytest.approx(ours + 0.5 * attention_forward, rel=1e-9)
     assert abs(ours / measured - 1) < 0.06
 

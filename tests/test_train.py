@@ -211,11 +211,14 @@ def _assert_same_state(a, b, where=""):
 
 
 @needs_model
-@pytest.mark.parametrize("early_exit,generator", [(None, "network"), (0.6, "network"), (None, "cluster")])
-def test_tiny_preset_resume_is_bit_identical(tmp_path, corpus, _shared_tokenizer_cache, early_exit, generator):
+@pytest.mark.parametrize("kw", [
+    dict(generator="network"), dict(early_exit_threshold=0.6), dict(generator="cluster"),
+    dict(early_exit_keep=[0.5], early_exit_layers=[2], early_exit_warmup_steps=2),
+], ids=["network", "threshold-exit", "cluster", "budget-exit"])
+def test_tiny_preset_resume_is_bit_identical(tmp_path, corpus, _shared_tokenizer_cache, kw):
     from electra_fast.train import pretrain
 
-    kw = dict(early_exit_threshold=early_exit, generator=generator)
+    generator = kw.get("generator", "network")
     pretrain(_tiny(tmp_path, corpus, "straight", _shared_tokenizer_cache, **kw), model_factory=_real_model,
              log=lambda *_: None)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -22,55 +23,120 @@ EMBEDDING_SHARING = ("tied", "gdes", "none")
 
 @dataclass
 class EarlyExitConfig:
-    """Adaptive token-level early exit in the discriminator.
+    """Token-level early exit in the discriminator: after each exit layer some tokens stop being
+    processed; they keep their state and their exit head's logit, and are restored before the last layer.
 
-    exit_layers: layers (1-based: "after layer l") with an RTD exit head; None means every layer from
-        `min_layer` to num_hidden_layers - 1. Each must lie in [1, num_hidden_layers - 1].
-    threshold: a token stops once its head is this confident: max(p, 1 - p) >= threshold, p = sigmoid(logit).
-        In (0.5, 1]; 1.0 means nothing ever exits (the heads still train).
-    warmup_steps: no token exits while step < warmup_steps (the heads learn from deep supervision first).
-    min_layer: no token exits before this layer, even where an exit head sits (that head still trains).
+    Two policies decide which tokens go on:
+    - budget (the default; `keep` set or neither field set): after the i-th exit layer each row of T
+      positions keeps k_i = ceil(keep_i * T) of them, those its exit head is least confident about
+      (smallest |logit|), with [CLS]/[SEP] always kept, padding leaving first and ties broken by position
+      (electra_fast.functional.select_tokens). Shapes are static: [B, k_i, H], no host synchronisation.
+    - threshold (`threshold` set): a token stops once its exit head is confident, max(p, 1 - p) >= threshold
+      with p = sigmoid(logit); the rest are packed and re-padded (one host synchronisation per exit layer).
+
+    keep: the kept fraction of positions, one float for every exit layer or a list with one per exit layer
+        (nested exits: non-increasing), each in (0, 1]. Budget policy only.
+    threshold: in (0.5, 1]; 1.0 means nothing ever exits (the heads still train). Threshold policy only.
+    exit_layers: layers (1-based: "after layer l") with an exit head, each in [1, num_hidden_layers - 1];
+        None means [num_hidden_layers // 3] (after layer 4 of ELECTRA-Small's 12).
+    warmup_steps: budget: the exit fraction 1 - keep_i ramps linearly from 0 at step 0 to its full value at
+        warmup_steps, so early training sees every token; threshold: no token exits before warmup_steps.
+    selection: which tokens stay under a budget: "adaptive" (the least confident, as above) or "random"
+        (a uniformly random choice, random-LTD style; [CLS]/[SEP] still stay): the ablation of adaptivity.
     restore_last_layer: put the exited tokens back before the final layer, so it sees every token (as
         Token Dropping does); False restores them only at the output.
-    exit_loss_weight: weight of the exit heads' auxiliary RTD loss (deep supervision), relative to the
-        main RTD loss; each exit head's loss is the mean over the tokens it scores.
-    shared_head: the exit heads share the final RTD head's weights (no extra parameters); False gives
-        each exit layer its own head.
+    exit_loss_weight: weight of the exit heads' auxiliary RTD loss (deep supervision at the exit layers),
+        relative to the main RTD loss; each exit head's loss is the mean over the tokens it scores.
+    An exit head is one linear map H -> 1 (2H FLOPs per token, under 0.1% of a layer's at ELECTRA-Small).
     """
 
+    keep: Optional[Any] = None
+    threshold: Optional[float] = None
     exit_layers: Optional[List[int]] = None
-    threshold: float = 0.9
     warmup_steps: int = 0
-    min_layer: int = 1
+    selection: str = "adaptive"
     restore_last_layer: bool = True
     exit_loss_weight: float = 1.0
-    shared_head: bool = True
+
+    @property
+    def policy(self) -> str:
+        """"threshold" when a threshold is set, else "budget"."""
+        return "threshold" if self.threshold is not None else "budget"
 
     def layers(self, num_hidden_layers: int) -> List[int]:
         """The exit layers for a discriminator of `num_hidden_layers` layers, ascending."""
         if self.exit_layers is None:
-            return list(range(self.min_layer, num_hidden_layers))
+            return [max(1, num_hidden_layers // 3)]
         return sorted(self.exit_layers)
 
+    def keeps(self, num_hidden_layers: int) -> List[float]:
+        """The kept fraction after each exit layer (budget policy), in the order of `layers`."""
+        layers = self.layers(num_hidden_layers)
+        keep = DEFAULT_KEEP if self.keep is None else self.keep
+        return [float(keep)] * len(layers) if isinstance(keep, (int, float)) else [float(v) for v in keep]
+
+    def kept_counts(self, num_hidden_layers: int, seq_len: int, step: Optional[int] = None) -> List[int]:
+        """Positions each row keeps after each exit layer at `step` (None: past the warm-up), budget policy:
+        k_i = ceil((1 - (1 - keep_i) * ramp) * seq_len), ramp = min(1, step / warmup_steps)."""
+        ramp = 1.0 if step is None or step >= self.warmup_steps else step / self.warmup_steps
+        counts, previous = [], seq_len
+        for keep in self.keeps(num_hidden_layers):
+            # round() first so that 0.3 * 10 = 3.0000000000000004 keeps 3, not 4
+            k = math.ceil(round((1.0 - (1.0 - keep) * ramp) * seq_len, 9))
+            previous = min(previous, k)
+            counts.append(previous)
+        return counts
+
     def validate(self, num_hidden_layers: int) -> None:
-        if not (isinstance(self.threshold, (int, float)) and 0.5 < self.threshold <= 1.0):
+        if self.threshold is not None and self.keep is not None:
+            raise ValueError("early_exit sets both keep (budget policy) and threshold (threshold policy); "
+                             "set one of them")
+        if self.threshold is not None and not (
+                isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
+                and 0.5 < self.threshold <= 1.0):
             raise ValueError(f"early_exit.threshold must be in (0.5, 1], got {self.threshold!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"early_exit.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"early_exit.warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
         if self.exit_loss_weight < 0:
             raise ValueError(f"early_exit.exit_loss_weight must be >= 0, got {self.exit_loss_weight}")
-        if not 1 <= self.min_layer < num_hidden_layers:
-            raise ValueError(f"early_exit.min_layer must be in [1, {num_hidden_layers - 1}] for "
-                             f"{num_hidden_layers} layers, got {self.min_layer}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"early_exit.selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.selection != "adaptive" and self.policy != "budget":
+            raise ValueError(f"early_exit.selection={self.selection!r} needs the budget policy (keep), "
+                             f"not a threshold")
+        if self.exit_layers is not None and not isinstance(self.exit_layers, (list, tuple)):
+            raise ValueError(f"early_exit.exit_layers must be a list of layers, got {self.exit_layers!r}")
         layers = self.layers(num_hidden_layers)
         if not layers:
-            raise ValueError("early_exit has no exit layer")
+            raise ValueError("early_exit.exit_layers is empty; give at least one exit layer (or None)")
         if len(set(layers)) != len(layers):
             raise ValueError(f"early_exit.exit_layers has duplicates: {self.exit_layers}")
         for layer in layers:
             if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer < num_hidden_layers:
                 raise ValueError(f"early_exit.exit_layers must be integers in [1, {num_hidden_layers - 1}] "
                                  f"(a token exits after layer l) for {num_hidden_layers} layers, got {layer!r}")
+        if self.policy == "budget":
+            self._validate_keep(len(layers))
+
+    def _validate_keep(self, num_exits: int) -> None:
+        keep = DEFAULT_KEEP if self.keep is None else self.keep
+        values = [keep] if isinstance(keep, (int, float)) else keep
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"early_exit.keep must be a float or a list of floats in (0, 1], got {keep!r}")
+        if not isinstance(keep, (int, float)) and len(values) != num_exits:
+            raise ValueError(f"early_exit.keep has {len(values)} values but there are {num_exits} exit layers; "
+                             f"give one value per exit layer, or one float for all")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
+                raise ValueError(f"early_exit.keep values must be in (0, 1] (the fraction of positions kept), "
+                                 f"got {v!r}")
+        if any(b > a for a, b in zip(values, values[1:])):
+            raise ValueError(f"early_exit.keep must not increase from one exit layer to the next (nested exits "
+                             f"keep a subset), got {list(values)}")
+
+
+DEFAULT_KEEP = 0.5
+SELECTIONS = ("adaptive", "random")
 
 
 _PRESETS: Dict[str, Dict[str, Any]] = {

@@ -9,7 +9,9 @@ One step on ids [B,T] (attention_mask [B,T], 1 = real token):
     statistical generator ("uniform" | "unigram" | "cluster"):
         corrupted, is_replaced, is_masked = statistical_replace(ids, sampler)   stream (seed, 2*offset)
     is_replaced = corrupted != ids (a sampled original is "real")
-    logits      = discriminator(corrupted)            (with early exit: each token's from its exit head)
+    logits      = discriminator(corrupted)            (with early exit: each token's from its exit head;
+                  a random budget selection draws its priorities from stream (seed, 2*offset + 1),
+                  counters B*T .. 2*B*T - 1, which the generator's sampling never reaches)
     rtd_loss    = mean over real tokens of BCE(logits, is_replaced)      [CLS]/[SEP] included
     exit_loss   = mean over exit heads of the head's RTD loss on the tokens it scored (deep supervision)
     loss        = gen_weight * mlm_loss + disc_weight * (rtd_loss + exit_loss_weight * exit_loss)
@@ -26,6 +28,7 @@ import torch
 from torch import nn
 
 from .. import functional as EF
+from .. import random
 from .._validation import MAX_SEED, check_seed
 from .config import ElectraConfig
 from .discriminator import Discriminator
@@ -123,9 +126,13 @@ class ElectraForPretraining(nn.Module):
         is_replaced = corrupted != input_ids
 
         early_exit = cfg.early_exit
-        exits = early_exit is not None and (step is None or step >= early_exit.warmup_steps)
-        disc = self.discriminator.run(corrupted, attention_mask, token_type_ids, exits=exits,
-                                      supervise=early_exit is not None)
+        scores = None
+        if early_exit is not None and early_exit.policy == "budget" and early_exit.selection == "random":
+            n = input_ids.numel()
+            scores = random.uniform(n, seed=seed, offset=2 * offset + 1, start=n,
+                                    device=input_ids.device).view_as(input_ids)
+        disc = self.discriminator.run(corrupted, attention_mask, token_type_ids, exits=early_exit is not None,
+                                      supervise=early_exit is not None, step=step, scores=scores)
         rtd_loss = EF.rtd_loss(disc.logits, is_replaced, attention_mask)
         disc_total = rtd_loss
         exit_loss = None

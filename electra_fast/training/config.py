@@ -21,7 +21,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     accumulation: int = 1
     generator: str = "network"
-    early_exit_threshold: Optional[float] = None
+    early_exit_threshold: Optional[float] = None  # threshold policy
+    early_exit_keep: Optional[list] = None   # budget policy: kept fraction, one value or one per exit layer
+    early_exit_layers: Optional[list] = None  # None: num_hidden_layers // 3
+    early_exit_warmup_steps: int = 0
     seed: int = 0
     output: str = "electra-pretrain"
     resume: bool = False
@@ -38,6 +41,12 @@ class TrainConfig:
     progress: bool = True
     export_hf: bool = True
     model_overrides: dict = dataclasses.field(default_factory=dict)  # extra ElectraConfig fields
+
+    @property
+    def early_exit(self) -> bool:
+        """Whether any early-exit option is set (then the run uses early exit)."""
+        return (self.early_exit_threshold is not None or self.early_exit_keep is not None
+                or self.early_exit_layers is not None or self.early_exit_warmup_steps > 0)
 
     def validate(self) -> None:
         positive = ("steps", "vocab_size", "accumulation", "eval_sequences", "log_every")

@@ -139,8 +139,8 @@ class Trainer:
         mean = lambda name: sum(float(getattr(o, name).detach()) for o in outs) / len(outs)  # noqa: E731
         record = {"step": self.step, "loss": mean("loss"), "rtd_loss": mean("rtd_loss"),
                   "rtd_accuracy": mean("rtd_accuracy"), "exit_fraction": 1.0 - fractions.mean().item(),
-                  "lr": result["lr"], "tokens_per_s": tokens / seconds,
-                  "flops_per_s": float(flops) / seconds}
+                  "lr": result["lr"], "tokens_per_s": tokens / seconds, "flops": float(flops),
+                  "flops_saved": 1.0 - float(flops) / float(full), "flops_per_s": float(flops) / seconds}
         if outs[0].mlm_loss is not None:
             record["mlm_loss"] = mean("mlm_loss")
         if result["grad_norm"] is not None:

@@ -136,8 +136,11 @@ def build_config(cfg: TrainConfig, ids: D.SpecialIds, vocab_size: int, saved: Op
         return ElectraConfig.from_dict(saved)
     overrides = dict(vocab_size=vocab_size, pad_token_id=ids.pad, cls_token_id=ids.cls, sep_token_id=ids.sep,
                      mask_token_id=ids.mask, generator=cfg.generator)
-    if cfg.early_exit_threshold is not None:
-        overrides["early_exit"] = EarlyExitConfig(threshold=cfg.early_exit_threshold)
+    if cfg.early_exit:
+        keep = cfg.early_exit_keep
+        overrides["early_exit"] = EarlyExitConfig(
+            keep=keep[0] if keep is not None and len(keep) == 1 else keep, threshold=cfg.early_exit_threshold,
+            exit_layers=cfg.early_exit_layers, warmup_steps=cfg.early_exit_warmup_steps)
     for name in ("batch_size", "seq_len"):
         if getattr(cfg, name) is not None:
             overrides[name] = getattr(cfg, name)

@@ -30,8 +30,8 @@ def test_preset_overrides_and_explicit_generator_size():
 
 
 def test_json_round_trip_with_early_exit():
-    c = ElectraConfig.preset("tiny", early_exit=EarlyExitConfig(exit_layers=[1, 2], threshold=0.8, warmup_steps=5,
-                                                                   shared_head=False), generator="cluster")
+    c = ElectraConfig.preset("tiny", early_exit=EarlyExitConfig(exit_layers=[1, 2], keep=[0.6, 0.4], warmup_steps=5,
+                                                                   selection="random"), generator="cluster")
     text = c.to_json()
     assert json.loads(text)["early_exit"]["exit_layers"] == [1, 2]
     back = ElectraConfig.from_json(text)
@@ -39,9 +39,27 @@ def test_json_round_trip_with_early_exit():
     assert ElectraConfig.from_json(ElectraConfig.preset("base").to_json()) == ElectraConfig.preset("base")
 
 
-def test_default_exit_layers_run_from_min_layer():
-    ee = EarlyExitConfig(min_layer=2)
-    assert ee.layers(6) == [2, 3, 4, 5]
+def test_default_policy_is_a_half_budget_after_a_third_of_the_layers():
+    ee = EarlyExitConfig()
+    assert (ee.policy, ee.layers(12), ee.layers(4), ee.keeps(12)) == ("budget", [4], [1], [0.5])
+    assert EarlyExitConfig(threshold=0.9).policy == "threshold"
+    assert EarlyExitConfig(keep=0.3, exit_layers=[2, 5]).keeps(12) == [0.3, 0.3]
+
+
+@pytest.mark.parametrize("keep, seq_len, step, expected", [
+    (0.5, 128, None, [64]),
+    (0.3, 10, None, [3]),            # 0.3 * 10 is 3.0000000000000004 in floating point: still 3
+    (0.5, 127, None, [64]),          # ceil
+    ([0.6, 0.25], 128, None, [77, 32]),
+    (0.5, 128, 0, [128]),            # the warm-up ramp: every token at step 0 ...
+    (0.5, 128, 50, [96]),            # ... half way: exit fraction 0.25 ...
+    (0.5, 128, 100, [64]),           # ... and the full budget from warmup_steps on
+    ([0.6, 0.25], 128, 50, [103, 80]),
+])
+def test_kept_counts(keep, seq_len, step, expected):
+    layers = [1] if isinstance(keep, float) else [1, 2]
+    ee = EarlyExitConfig(keep=keep, exit_layers=layers, warmup_steps=100)
+    assert ee.kept_counts(4, seq_len, step) == expected
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -52,8 +70,15 @@ def test_default_exit_layers_run_from_min_layer():
     (dict(early_exit=EarlyExitConfig(exit_layers=[1, 1])), "duplicates"),
     (dict(early_exit=EarlyExitConfig(threshold=0.5)), "threshold must be in \\(0.5, 1\\]"),
     (dict(early_exit=EarlyExitConfig(threshold=1.01)), "threshold"),
-    (dict(early_exit=EarlyExitConfig(min_layer=4)), "min_layer"),
     (dict(early_exit=EarlyExitConfig(warmup_steps=-1)), "warmup_steps"),
+    (dict(early_exit=EarlyExitConfig(keep=0.0)), "keep values must be in \\(0, 1\\]"),
+    (dict(early_exit=EarlyExitConfig(keep=1.5)), "keep values must be in"),
+    (dict(early_exit=EarlyExitConfig(keep=[0.5, 0.4])), "keep has 2 values but there are 1 exit layers"),
+    (dict(early_exit=EarlyExitConfig(keep=[0.3, 0.5], exit_layers=[1, 2])), "must not increase"),
+    (dict(early_exit=EarlyExitConfig(keep=0.5, threshold=0.9)), "both keep .* and threshold"),
+    (dict(early_exit=EarlyExitConfig(selection="top")), "selection must be one of"),
+    (dict(early_exit=EarlyExitConfig(threshold=0.9, selection="random")), "needs the budget policy"),
+    (dict(early_exit=EarlyExitConfig(exit_layers=[])), "exit_layers is empty"),
     (dict(generator="gumbel"), "generator must be one of"),
     (dict(embedding_sharing="shared"), "embedding_sharing must be one of"),
     (dict(mask_prob=0.0), "mask_prob"),
