@@ -187,3 +187,30 @@ def test_budget_model_overfits_in_50_steps():
     ids, mask = batch()
     losses = train(model, ids, mask, 50)
     assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend_name", ["cuda", "triton"])
+def test_budget_forward_is_cuda_graph_safe(backend_name):
+    """Static shapes and no host sync: the discriminator's budget path captures in a CUDA graph and replays
+    to the eager result, on each GPU backend."""
+    from electra_fast import backend
+
+    torch.manual_seed(0)
+    model = confident(ElectraForPretraining(budget_config()), std=0.7).cuda().eval()
+    ids, mask = (v.cuda() for v in batch(4, 24, pad=(0, 5, 2, 9)))
+    with backend.use(backend_name), torch.no_grad():
+        want = model.discriminator.run(ids, mask, exits=True)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            model.discriminator.run(ids, mask, exits=True)  # warm-up outside the capture (lazy init)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            got = model.discriminator.run(ids, mask, exits=True)
+        graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(got.exited, want.exited)
+    torch.testing.assert_close(got.logits, want.logits)
+    torch.testing.assert_close(got.hidden, want.hidden)
