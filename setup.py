@@ -4,18 +4,46 @@ Environment:
   ELECTRA_FAST_SKIP_BUILD=1   pure-Python install (every op falls back to the reference backend)
   ELECTRA_FAST_FORCE_CUDA=1   fail instead of building CPU-only when CUDA cannot be built (CI check)
   ELECTRA_FAST_EXTRA_INCLUDE  extra include dirs (os.pathsep-separated), e.g. site-packages/nvidia/cu13/include
-  TORCH_CUDA_ARCH_LIST        CUDA architectures; defaults to "8.0;9.0" when no GPU is visible
+  TORCH_CUDA_ARCH_LIST        CUDA architectures; when unset and no GPU is visible, default_cuda_arch_list()
   MAX_JOBS                    parallel compile jobs (read by torch's ninja builder)
 """
 import glob
 import os
 import platform
-import sys
 import shutil
+import subprocess
+import sys
 
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+# Machine code beyond sm_80/sm_90, for B200 (10.0) and RTX 50-series (12.0): built when nvcc can emit it
+# and torch's extension builder knows the arch (its allow-list has both from torch 2.7).
+NEWER_ARCHES = ("10.0", "12.0")
+NEWER_ARCHES_TORCH = (2, 7)
+
+
+def default_cuda_arch_list(gpu_codes, torch_version):
+    """TORCH_CUDA_ARCH_LIST for a machine without a visible GPU, given the machine-code targets nvcc
+    lists (`nvcc --list-gpu-code`: "sm_80", "sm_90", ...) and torch.__version__: A100 and H100 machine
+    code, the PTX of 9.0, which the driver compiles for any newer GPU (without PTX a GPU newer than the
+    newest machine code fails every launch with "no kernel image is available"), and the NEWER_ARCHES
+    that nvcc and torch both support."""
+    major_minor = tuple(int(part) for part in torch_version.split("+")[0].split(".")[:2])
+    codes = set(gpu_codes) if major_minor >= NEWER_ARCHES_TORCH else set()
+    newer = [arch for arch in NEWER_ARCHES if "sm_" + arch.replace(".", "") in codes]
+    return ";".join(["8.0", "9.0+PTX"] + newer)
+
+
+def nvcc_gpu_codes(nvcc):
+    """The machine-code targets `nvcc --list-gpu-code` names (empty when nvcc cannot run or say)."""
+    try:
+        out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return set(out.split())
 
 
 def _cuda_wanted(torch_version_cuda):
@@ -50,7 +78,10 @@ def _extensions():
     if use_cuda:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             # torch raises on a GPU-less machine unless told which architectures to build
-            os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+            from torch.utils.cpp_extension import CUDA_HOME
+
+            nvcc = os.path.join(CUDA_HOME, "bin", "nvcc")
+            os.environ["TORCH_CUDA_ARCH_LIST"] = default_cuda_arch_list(nvcc_gpu_codes(nvcc), torch.__version__)
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         ext = CUDAExtension(
             "electra_fast._C",
@@ -74,13 +105,15 @@ def _extensions():
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)}
 
 
-ext_modules, cmdclass = _extensions()
-setup(
-    # the benchmark suite is written in benchmarks/ and installed as electra_fast._benchmarks, so
-    # `electra-fast bench` runs after a plain pip install
-    packages=find_packages(include=["electra_fast", "electra_fast.*"]) + ["electra_fast._benchmarks"],
-    package_dir={"electra_fast._benchmarks": "benchmarks"},
-    ext_modules=ext_modules,
-    cmdclass=cmdclass,
-    options={"bdist_wheel": {"py_limited_api": "cp39"}} if ext_modules else {},
-)
+# pip and `python setup.py` run this file as __main__; tests and the Makefile load it for the functions above
+if __name__ == "__main__":
+    ext_modules, cmdclass = _extensions()
+    setup(
+        # the benchmark suite is written in benchmarks/ and installed as electra_fast._benchmarks, so
+        # `electra-fast bench` runs after a plain pip install
+        packages=find_packages(include=["electra_fast", "electra_fast.*"]) + ["electra_fast._benchmarks"],
+        package_dir={"electra_fast._benchmarks": "benchmarks"},
+        ext_modules=ext_modules,
+        cmdclass=cmdclass,
+        options={"bdist_wheel": {"py_limited_api": "cp39"}} if ext_modules else {},
+    )

@@ -3,6 +3,7 @@ argparse sub-parser and returns an exit status.
 
     electra-fast pretrain [--preset tiny] [--corpus PATH ...] [--steps N] ...   pre-train (see --help)
     electra-fast env                                                              versions and backends
+    electra-fast selftest [--ops OPS] [--backends NAMES]                          every op vs the reference
 """
 from __future__ import annotations
 
@@ -128,6 +129,21 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import run
 
     return run(args)
+
+
+# ----------------------------------------------------------------------------------------- selftest
+def _selftest_arguments(p: argparse.ArgumentParser) -> None:
+    from .selftest import add_arguments
+
+    add_arguments(p)
+
+
+@command("selftest", help="check every op on every backend here against the reference (values, gradients, ids)")
+@_arguments(_selftest_arguments)
+def _selftest(args: argparse.Namespace) -> int:
+    from .selftest import main as selftest_main
+
+    return selftest_main(args)
 
 
 # --------------------------------------------------------------------------------------------- main

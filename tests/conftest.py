@@ -1,20 +1,23 @@
-"""Test set-up. TRITON_INTERPRET must be set before any @triton.jit decoration runs, so it is set here,
-before anything imports electra_fast's Triton modules; the Triton and inductor caches go to a temp dir."""
+"""Test set-up. Without a GPU, the Triton kernels run on CPU tensors in Triton's interpreter: TRITON_INTERPRET
+must be set before any @triton.jit decoration runs, so it is set here, before anything imports electra_fast's
+Triton modules (importing torch imports none). With a GPU it is left unset, so the GPU tier runs the
+compiled Triton kernels. The Triton and inductor caches go to a temp dir."""
 import os
 import tempfile
 
+import torch
+
+GPU = torch.cuda.is_available()
 _CACHE = tempfile.mkdtemp(prefix="electra_fast_test_cache_")
-os.environ.setdefault("TRITON_INTERPRET", "1")
+if not GPU:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(_CACHE, "triton"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(_CACHE, "inductor"))
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 import electra_fast  # noqa: E402
 from electra_fast import backend  # noqa: E402
-
-GPU = torch.cuda.is_available()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -258,7 +258,11 @@ def generator_head(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[to
         hidden: [M, E] float32/float16/bfloat16 (float64 runs on the reference), the generator's output at
             the masked positions.
         weight: [V, E], the tied word embedding (hidden's dtype). bias: [V] or None.
-        targets: [M] integer original ids in [0, V), or ignore_index (the row then adds nothing).
+        targets: [M] integer original ids in [0, V), or ignore_index (the row then adds nothing). Others raise
+            a ValueError on CPU; on a GPU they are not checked on the host (that would cost a sync): the CUDA
+            kernel trips a device-side assert, after which every CUDA call of the process fails (restart it);
+            the Triton kernel asserts only under TRITON_DEBUG=1, and otherwise gives that row a wrong loss and
+            gradient (computed without a target logit).
         temperature: samples come from softmax(logits / temperature); 0 = argmax. The loss is at T = 1.
         seed, offset: the Philox stream of the samples (row m uses counter m), as sample_replace.
         reduction: "mean" (over kept rows; 0 if none), "sum" or "none".

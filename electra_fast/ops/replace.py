@@ -245,6 +245,9 @@ def sample_replace(logits: torch.Tensor, input_ids: torch.Tensor, is_masked: tor
         disallow_original: exclude each position's original token from its draw (ELECTRA's option).
         validate: raise ValueError for NaN/+inf logits, rows with nothing to draw, ids outside [0, V) and
             a row count that does not match is_masked, at the cost of ONE host sync (see module docstring).
+            On every device these are host errors, never device asserts: with validate=False the kernels
+            still read and write only inside the tensors (a masked id outside [0, V) is replaced by a sample
+            that cannot exclude it).
     Returns:
         corrupted_ids [B, T] (input_ids' dtype), is_replaced = corrupted_ids != input_ids [B, T] bool
         (a sampled original is "real", as in ELECTRA).

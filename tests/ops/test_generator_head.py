@@ -7,6 +7,7 @@ import torch.nn.functional as torchF
 
 import electra_fast.functional as F
 from electra_fast import backend, nn
+from electra_fast._selftest_cases import consistent_draws
 from electra_fast.ops import generator_head as op
 from electra_fast.profiling import measure_peak_memory
 from electra_fast.random import uniform
@@ -413,3 +414,71 @@ def test_gpu_matches_reference(name, reduction):
     torch.testing.assert_close(got[0], want[0], rtol=1e-4, atol=1e-5)
     for g, w in zip(got[2], want[2]):
         torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-5)
+
+
+def _reference_samples_in_chunks(logits, u, temperature, rows=2048):
+    """inverse_cdf_sample on the logits' device, a chunk of rows at a time (its fp64 sums of [20000, 30522]
+    logits at once would need ~15 GB)."""
+    return torch.cat([inverse_cdf_sample(logits[i:i + rows], u[i:i + rows], temperature)
+                      for i in range(0, logits.shape[0], rows)])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["cuda", "triton"])
+def test_gpu_samples_equal_reference_and_sample_replace_at_scale(name):
+    """M = 20,000 rows of a BERT vocabulary at T = 0.85, where 1.f / float(T) and float(1.0 / T) are different
+    floats (a fold of 1/T of its own moves about one row in 10^4): the fused head's ids equal sample_replace's
+    on the same logits, id for id, and the reference's computed on the same GPU (the same expf). Triton's
+    exp may differ from torch's by an ulp, so there a differing row must still be a consistent draw."""
+    if name not in backend.available("cuda"):
+        pytest.skip(f"{name} is not available on CUDA here")
+    m, v, e, temperature = 20000, 30522, 64, 0.85
+    hidden, weight, bias, logits = (t.cuda() for t in _one_hot_head(m, v, e, seed=0))
+    assert torch.equal(torch.addmm(bias, hidden, weight.t()), logits)  # cuBLAS gives these logits exactly
+    targets = torch.randint(0, v, (m,), generator=torch.Generator().manual_seed(2)).cuda()
+    with torch.no_grad(), backend.use(name):
+        _, samples = F.generator_head(hidden, weight, bias, targets, temperature=temperature, seed=SEED,
+                                      offset=OFFSET)
+        every_row = torch.ones(1, m, dtype=torch.bool, device="cuda")
+        corrupted, _ = F.sample_replace(logits, targets[None, :], every_row, temperature=temperature, seed=SEED,
+                                        offset=OFFSET)
+    u = uniform(m, seed=SEED, offset=OFFSET, device="cuda")
+    reference = _reference_samples_in_chunks(logits, u, temperature)
+    differ = (corrupted[0] != samples).nonzero().flatten().tolist()
+    assert not differ, f"head vs sample_replace: rows {differ[:10]} ({len(differ)} of {m}) differ"
+    off = (samples != reference).nonzero().flatten()
+    if name == "cuda":
+        assert off.numel() == 0, f"head vs reference: rows {off[:10].tolist()} ({off.numel()} of {m}) differ"
+    else:
+        consistent = consistent_draws(samples[off], logits[off], u[off], temperature)
+        assert bool(consistent.all()), f"head vs reference: rows {off[~consistent][:10].tolist()} are not draws"
+
+
+TINY_TEMPERATURES = [1e-3, 1e-6, 1e-20, 1e-30, 1e-37, 3e-39, 1e-40, 1e-45, 5e-324]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["cuda", "triton"])
+def test_gpu_no_id_outside_the_vocabulary_at_any_accepted_temperature(name):
+    """Tiny temperatures overflow 1/T in float32 (below about 3e-39): at a temperature the ops accept, the
+    fused head and sample_replace give ids in [0, V) on the GPU; one they cannot sample at is rejected by the
+    temperature check (a ValueError that says so)."""
+    if name not in backend.available("cuda"):
+        pytest.skip(f"{name} is not available on CUDA here")
+    v = 1000
+    hidden, weight, bias, targets = make(64, 16, v, device="cuda", scale=1.0, grad=False)
+    logits = torchF.linear(hidden, weight, bias)
+    input_ids, is_masked = targets[None, :], torch.ones(1, 64, dtype=torch.bool, device="cuda")
+    for temperature in TINY_TEMPERATURES:
+        calls = {"generator_head": lambda: F.generator_head(hidden, weight, bias, targets, temperature=temperature,
+                                                            seed=SEED)[1],
+                 "sample_replace": lambda: F.sample_replace(logits, input_ids, is_masked, temperature=temperature,
+                                                            seed=SEED)[0]}
+        for op_name, call in calls.items():
+            with backend.use(name):
+                try:
+                    ids = call()
+                except ValueError as exc:
+                    assert "temperature" in str(exc), (op_name, temperature, exc)
+                    continue
+            assert bool(((ids >= 0) & (ids < v)).all()), (op_name, temperature, ids.min().item())
