@@ -19,10 +19,10 @@ def section() -> str:
 BLOCKS = re.findall(r"^```python\n(.*?)^```", section(), flags=re.S | re.M)
 
 
-def test_section_has_the_four_examples():
-    assert len(BLOCKS) == 4
+def test_section_has_the_five_examples():
+    assert len(BLOCKS) == 5
     joined = "\n".join(BLOCKS)
-    for name in ("generator_head", "rtd_loss", "gather_tokens", "scatter_tokens", "apply_kernels",
+    for name in ("generator_head", "rtd_loss", "gather_tokens", "select_tokens", "scatter_tokens", "apply_kernels",
                  "corpus_heldout_sets"):
         assert name in joined, name
 
