@@ -34,6 +34,20 @@ def grads(model):
     return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
 
 
+def assert_gradients_match(model, mask, run, reference):
+    """The weights' gradients of sum(logits) + sum(hidden^2) over the real tokens agree between `run` and
+    `reference` (each () -> (hidden [B,T,H], logits [B,T]))."""
+    real = mask.bool()
+    results = []
+    for fn in (run, reference):
+        model.zero_grad(set_to_none=True)
+        hidden, logits = fn()
+        (logits[real].sum() + hidden[real].square().sum()).backward()
+        results.append(grads(model))
+    for name, g in results[1].items():
+        torch.testing.assert_close(results[0][name], g, rtol=1e-3, atol=1e-5, msg=name)
+
+
 def train(model, ids, mask, steps: int, lr: float = 3e-3, **kw):
     """Adam on a fixed batch with a fixed corruption; returns the losses."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
