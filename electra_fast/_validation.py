@@ -1,6 +1,7 @@
 """Argument checks shared by the public ops: clear errors that name the argument and what is expected."""
 from __future__ import annotations
 
+import math
 from typing import Iterable, Optional
 
 import torch
@@ -36,3 +37,17 @@ def check_same_shape(t: torch.Tensor, name: str, ref: torch.Tensor, ref_name: st
 def check_same_device(t: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str) -> None:
     if t.device != ref.device:
         raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; put them on one device")
+
+
+def check_temperature(temperature) -> float:
+    """The sampling temperature as a float: 0 (argmax) or positive and finite with a finite float32 inverse
+    (the kernels scale by float(1 / T): an infinite one would turn every weight into NaN). Shared by
+    sample_replace, generator_head and ElectraConfig, so that a config cannot hold a value the ops reject."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a float, got {type(temperature).__name__}")
+    temperature = float(temperature)
+    if temperature != 0.0 and not (temperature > 0.0 and math.isfinite(temperature)
+                                   and math.isfinite(torch.tensor(1.0 / temperature, dtype=torch.float32).item())):
+        raise ValueError(f"temperature must be 0 (argmax) or a positive finite float whose inverse is finite in "
+                         f"float32 (T above about 2.9e-39), got {temperature}")
+    return temperature

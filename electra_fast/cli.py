@@ -94,6 +94,20 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--log-every", type=int, default=10, help="metrics.jsonl interval")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     out.add_argument("--no-export", action="store_true", help="skip the Hugging Face export")
+    # Every default is None, "not given": a new run takes TrainConfig's defaults (the values shown above), a
+    # resumed one its checkpoint's record, so that a flag given with its default value still counts as given.
+    p.set_defaults(**{action.dest: None for action in p._actions if action.dest != "help"})
+    p.epilog = _resume_help()
+
+
+def _resume_help() -> str:
+    from .training.record import CHANGEABLE, flag
+
+    changeable = ", ".join(flag(f) for f in CHANGEABLE if f not in ("resume", "given"))
+    return (f"--resume continues the run in --output as its checkpoint records it (model, training arguments, "
+            f"seed, data order, tokenizer): flags left out take the recorded values, and a flag that contradicts "
+            f"the record is an error. These may change on resume: {changeable} (--steps only upward, to extend "
+            f"the run); --accumulation only with the number of ranks, keeping their product.")
 
 
 @command("pretrain", help="pre-train ELECTRA on local text (default: the bundled corpus, tiny preset)")
@@ -101,7 +115,7 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
 def _pretrain(args: argparse.Namespace) -> int:
     from .train import TrainConfig, pretrain
 
-    cfg = TrainConfig(
+    fields = dict(
         preset=args.preset, corpus=args.corpus, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
         steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, accumulation=args.accumulation,
@@ -111,8 +125,10 @@ def _pretrain(args: argparse.Namespace) -> int:
         output=args.output, resume=args.resume, eval_every=args.eval_every, eval_sequences=args.eval_sequences,
         save_every=args.save_every, log_every=args.log_every, heldout_fraction=args.heldout_fraction,
         streaming=args.streaming, cache_dir=args.cache_dir, compile=args.compile, fsdp=args.fsdp,
-        device=args.device, progress=not args.no_progress, export_hf=not args.no_export)
-    pretrain(cfg)
+        device=args.device, progress=None if args.no_progress is None else not args.no_progress,
+        export_hf=None if args.no_export is None else not args.no_export)
+    given = {name: value for name, value in fields.items() if value is not None}  # the flags on the command line
+    pretrain(TrainConfig(**given, given=tuple(given)))
     return 0
 
 

@@ -42,6 +42,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import zlib
 from typing import Iterable, Iterator, Optional, Sequence
 
 import torch
@@ -161,9 +162,12 @@ def read_documents(paths: Sequence[str | os.PathLike], *, text_field: str = "tex
     for path in resolve_corpus(paths):
         stats.files += 1
         before = stats.documents
-        for doc in _file_documents(path, text_field, stats):
-            stats.documents += 1
-            yield doc
+        try:
+            for doc in _file_documents(path, text_field, stats):
+                stats.documents += 1
+                yield doc
+        except (OSError, EOFError, zlib.error) as e:  # a truncated or corrupt .gz, or a failing disk
+            raise ValueError(f"corpus: cannot read {str(path)!r}: {e or type(e).__name__}") from None
         if stats.documents == before:
             stats.empty_files += 1
 
@@ -228,15 +232,20 @@ def load_tokenizer(path: str | os.PathLike):
     path = pathlib.Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer: no such file: {str(path)!r}")
-    if path.suffix == ".json":
-        tokenizer = Tokenizer.from_file(str(path))
-    else:
-        with open(path, encoding="utf-8") as f:
-            vocab = [line.rstrip("\n") for line in f]
-        lowercase = not any(t != t.lower() for t in vocab if not (t.startswith("[") and t.endswith("]")))
-        tokenizer = _bert_pipeline(Tokenizer(models.WordPiece.from_file(str(path), unk_token="[UNK]")),
-                                   lowercase)
-    SpecialIds.from_tokenizer(tokenizer)
+    try:
+        if path.suffix == ".json":
+            tokenizer = Tokenizer.from_file(str(path))
+        else:
+            with open(path, encoding="utf-8") as f:
+                vocab = [line.rstrip("\n") for line in f]
+            lowercase = not any(t != t.lower() for t in vocab if not (t.startswith("[") and t.endswith("]")))
+            tokenizer = _bert_pipeline(Tokenizer(models.WordPiece.from_file(str(path), unk_token="[UNK]")),
+                                       lowercase)
+        SpecialIds.from_tokenizer(tokenizer)
+    except Exception as e:  # tokenizers raises plain Exceptions for files it cannot parse
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"tokenizer: {str(path)!r} is not a usable tokenizer.json or BERT vocab.txt ({reason})"
+                         ) from None
     return tokenizer
 
 
@@ -549,6 +558,15 @@ class StreamingCorpus:
 
     def position(self, steps_done: int) -> int:
         return self.start + steps_done * self.layout.global_batch
+
+
+def split_digest(split) -> str:
+    """sha256 of a packed split's ids, row by row in order: the same data, the same digest, wherever the corpus
+    files lie."""
+    h = hashlib.sha256()
+    for start in range(0, len(split), 4096):
+        h.update(rows(split, range(start, min(start + 4096, len(split)))).numpy())
+    return h.hexdigest()
 
 
 def token_counts(split, vocab_size: int) -> torch.Tensor:

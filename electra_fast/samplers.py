@@ -158,7 +158,7 @@ class ClusterSampler(_Sampler):
         k = int(t2c.max()) + 1 if num_clusters is None else int(num_clusters)
         if k < 1 or (t2c < -1).any() or (t2c >= k).any():
             raise ValueError(f"token_to_cluster must hold cluster ids in [0, {k}) or -1")
-        self.beta = float(beta)
+        self.beta = _check_beta(beta)
         drawable = (t2c >= 0) & _exclusion_mask(t2c.numel(), exclude_ids)
         ids = drawable.nonzero().squeeze(1)
         order = torch.argsort(t2c[ids], stable=True)
@@ -216,9 +216,12 @@ class ClusterSampler(_Sampler):
         hi = torch.where(nonempty, s, torch.full_like(s, float("-inf"))).amax(1, keepdim=True)
         span = hi - lo
         norm = torch.where(span > 0, (s - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(s))
-        # softmax(beta * norm) up to its normaliser (the cdf need not be normalised): norm <= 1, so the
-        # exponent is <= 0 and nothing overflows
-        weights = torch.exp(self.beta * (norm - 1.0)) * nonempty
+        # softmax(beta * norm) up to its normaliser (the cdf need not be normalised), shifted by the row's
+        # largest norm (1, or 0 where every count is equal): the exponent is <= 0, nothing overflows, and the
+        # row's largest weight is exp(0) = 1, so no beta can underflow a whole row to 0 (and the probabilities
+        # to 0/0)
+        top = torch.where(span > 0, torch.ones_like(span), torch.zeros_like(span))
+        weights = torch.exp(self.beta * (norm - top)) * nonempty
         weights = torch.cat([weights, nonempty.double()[None, :]], 0)
         return torch.cumsum(weights, 1)
 
@@ -260,4 +263,11 @@ class ClusterSampler(_Sampler):
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
         super().load_state_dict(state)
         if "beta" in state:
-            self.beta = float(state["beta"])
+            self.beta = _check_beta(float(state["beta"]))
+
+
+def _check_beta(beta) -> float:
+    """C-RTS's softmax sharpness: a finite float >= 0 (0: uniform over the clusters)."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < float("inf"):
+        raise ValueError(f"beta must be a finite float >= 0, got {beta!r}")
+    return float(beta)

@@ -21,9 +21,12 @@ replacements) are the same in every evaluation of every run; it reports RTD loss
 (training.evaluation).
 
 Output directory: checkpoint.safetensors (model with its sampler state, AdamW state as tensors; step, data
-position, scheduler, config and arguments as JSON metadata; written to a temp file and renamed; see
-training.checkpoint), tokenizer.json, config.json, metrics.jsonl (one JSON object per logged step /
-evaluation), hf/ (the final discriminator in Hugging Face format, when transformers is installed).
+position, scheduler, config, arguments and the tokenizer's and data's digests as JSON metadata, with a sha256
+checked on load; written to a temp file and renamed; see training.checkpoint), checkpoint.previous.safetensors
+(the one before, which a resume falls back to when the latest is unreadable), tokenizer.json, config.json,
+metrics.jsonl (one JSON object per logged step / evaluation), hf/ (the final discriminator and its tokenizer
+in Hugging Face format, when transformers is installed). --resume continues the run the checkpoint records
+(training.record).
 """
 from __future__ import annotations
 

@@ -253,3 +253,78 @@ def test_tiny_preset_ddp_equals_one_process(tmp_path, corpus, _shared_tokenizer_
     single = _tiny(tmp_path, corpus, "single", _shared_tokenizer_cache, accumulation=2, **kw)
     ddp = _tiny(tmp_path, corpus, "ddp", _shared_tokenizer_cache, accumulation=1, **kw)
     _ddp_equivalence(tmp_path, single, ddp, "_real_model", atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------- the run record
+def test_resume_without_repeating_the_flags_continues_the_same_run(tmp_path, corpus, _shared_tokenizer_cache):
+    """A run started with --seed 7 and resumed without it trains on with seed 7: the same weights as the run
+    that was never interrupted (before the record, it silently went on with seed 0)."""
+    kw = dict(tokenizer=str(_shared_tokenizer_cache), steps=7, lr=1e-2)
+    _run(_cfg(tmp_path, corpus, "straight", seed=7, **kw))
+    with pytest.raises(KeyboardInterrupt):
+        _run(_cfg(tmp_path, corpus, "killed", seed=7, **kw), factory=Interrupting)
+    _run(_cfg(tmp_path, corpus, "killed", resume=True, **kw))
+    a, _, a_meta = _weights(tmp_path / "straight")
+    b, _, b_meta = _weights(tmp_path / "killed")
+    assert b_meta["train_config"]["seed"] == 7 and a_meta["identity"] == b_meta["identity"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_refuses_what_contradicts_the_record(tmp_path, corpus, _shared_tokenizer_cache):
+    cfg = _cfg(tmp_path, corpus, "r", tokenizer=str(_shared_tokenizer_cache), steps=3, seed=7)
+    _run(cfg)
+    before = (tmp_path / "r" / CHECKPOINT).read_bytes()
+    with pytest.raises(ValueError, match="--seed 3 contradicts the checkpoint, whose run has 7"):
+        _run(dataclasses.replace(cfg, resume=True, seed=3, steps=5))
+    with pytest.raises(ValueError, match="--generator 'uniform' contradicts"):
+        _run(dataclasses.replace(cfg, resume=True, generator="uniform", steps=5))
+    with pytest.raises(ValueError, match="the checkpoint is at step 3 and --steps 2 is not past it"):
+        _run(dataclasses.replace(cfg, resume=True, steps=2))
+    other = tmp_path / "other.txt"
+    other.write_text("A different corpus of a few lines.\n" * 40)
+    with pytest.raises(ValueError, match="--corpus gives other training data than the checkpoint's run"):
+        _run(dataclasses.replace(cfg, resume=True, corpus=[str(other)], steps=5))
+    assert (tmp_path / "r" / CHECKPOINT).read_bytes() == before
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, corpus, _shared_tokenizer_cache):
+    kw = dict(tokenizer=str(_shared_tokenizer_cache), lr=1e-2, save_every=1)
+    _run(_cfg(tmp_path, corpus, "straight", steps=5, **kw))
+    with pytest.raises(KeyboardInterrupt):  # after saving steps 1 to 4
+        _run(_cfg(tmp_path, corpus, "damaged", steps=5, **kw), factory=Interrupting)
+    path = tmp_path / "damaged" / CHECKPOINT
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 16] = b"\x13" * 16
+    path.write_bytes(bytes(raw))
+    said = []
+    train.pretrain(_cfg(tmp_path, corpus, "damaged", steps=5, resume=True, **kw), model_factory=StandIn,
+                   step_flops=fake_flops, log=said.append)
+    assert any("does not match its checksum" in s and "resuming from the previous checkpoint" in s
+               and "(step 3)" in s for s in said)
+    a, _, _ = _weights(tmp_path / "straight")
+    b, _, b_meta = _weights(tmp_path / "damaged")
+    assert b_meta["step"] == 5
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+# --------------------------------------------------------------------------------------- FSDP
+def test_fsdp_two_processes_equal_one_process_with_the_combined_batch(tmp_path, corpus, _shared_tokenizer_cache):
+    """As the DDP test, under FullyShardedDataParallel (gloo, CPU): the gradient clipping must use the norm over
+    every rank's shard, and the checkpoint gathers the shards; then the FSDP run resumes."""
+    kw = dict(tokenizer=str(_shared_tokenizer_cache), steps=4, lr=1e-2, eval_sequences=2, grad_clip=0.05)
+    single = _cfg(tmp_path, corpus, "single", accumulation=2, **kw)
+    fsdp = _cfg(tmp_path, corpus, "fsdp", accumulation=1, fsdp=True, **kw)
+    _ddp_equivalence(tmp_path, single, fsdp, "StandIn", atol=1e-6)
+    import torch.multiprocessing as mp
+
+    longer = dict(kw, steps=6)
+    _run(_cfg(tmp_path, corpus, "single", accumulation=2, resume=True, **longer))
+    mp.spawn(_ddp_worker, args=(2, _free_port(), _cfg(tmp_path, corpus, "fsdp", fsdp=True, resume=True, **longer),
+                                "StandIn"), nprocs=2, join=True)
+    a, _, a_meta = _weights(tmp_path / "single")
+    b, _, b_meta = _weights(tmp_path / "fsdp")
+    assert a_meta["step"] == b_meta["step"] == 6
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
+from .._validation import check_temperature
+
 GENERATORS = ("network", "uniform", "unigram", "cluster")
 EMBEDDING_SHARING = ("tied", "gdes", "none")
 
@@ -264,10 +266,14 @@ class ElectraConfig:
             raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
         if self.embedding_sharing not in EMBEDDING_SHARING:
             raise ValueError(f"embedding_sharing must be one of {EMBEDDING_SHARING}, got {self.embedding_sharing!r}")
+        seen = {}
         for name in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
             value = getattr(self, name)
             if not 0 <= value < self.vocab_size:
                 raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), got {value}")
+            if value in seen:  # masking would write [CLS]/[SEP]/[PAD], or never mask what it should
+                raise ValueError(f"{seen[value]} and {name} are both {value}; the special token ids must differ")
+            seen[value] = name
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         if not 0 <= self.mask_fraction <= 1:
@@ -275,8 +281,9 @@ class ElectraConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        check_temperature(self.temperature)
+        if not (isinstance(self.layer_norm_eps, (int, float)) and 0 < self.layer_norm_eps < float("inf")):
+            raise ValueError(f"layer_norm_eps must be a positive finite float, got {self.layer_norm_eps!r}")
         if self.gen_weight < 0 or self.disc_weight < 0:
             raise ValueError(f"gen_weight and disc_weight must be >= 0, got {self.gen_weight}, {self.disc_weight}")
         if self.hidden_act != "gelu":

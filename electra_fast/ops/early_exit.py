@@ -267,11 +267,31 @@ def _check_index(index, name: str, num_tokens, num_rows, ref: torch.Tensor) -> N
         if low < 0 or high >= num_rows:
             bad = low if low < 0 else high
             raise ValueError(f"{name} out of range: {bad} is not a row of the {num_rows} rows of the batch")
+        if torch.unique(index).numel() != index.numel():
+            raise ValueError(f"{name} has duplicate entries: each row of the batch can be restored once (the "
+                             f"index gather_tokens returns has none)")
 
 
 def _check_packed(packed) -> None:
     if not isinstance(packed, Packed):
         raise TypeError(f"packed must be the Packed returned by gather_tokens, got {type(packed).__name__}")
+
+
+def _check_cu_seqlens(packed) -> None:
+    """packed.cu_seqlens must be as gather_tokens returns it: from 0, non-decreasing, ending at the packed
+    token count, no row longer than max_seqlen. Free on CPU; on a GPU it would cost a host sync, so there (and
+    when traced) it is the caller's contract."""
+    cu = packed.cu_seqlens
+    check_tensor(cu, "packed.cu_seqlens", dtypes=(torch.int32, torch.int64), dim=1)
+    if torch.compiler.is_compiling() or is_fake(cu) or cu.device.type != "cpu" or cu.numel() == 0:
+        return
+    counts, n = cu.diff(), packed.tokens.shape[0]
+    if int(cu[0]) != 0 or int(cu[-1]) != n or bool((counts < 0).any()):
+        raise ValueError(f"packed.cu_seqlens must rise from 0 to the {n} packed tokens (one count per row, as "
+                         f"gather_tokens returns it), got {cu[:8].tolist()}{' ...' if cu.numel() > 8 else ''}")
+    if counts.numel() and int(counts.max()) > packed.max_seqlen:
+        raise ValueError(f"packed.max_seqlen {packed.max_seqlen} is below the longest row of packed.cu_seqlens "
+                         f"({int(counts.max())} tokens)")
 
 
 def _keep_tensor(keep_ids, device) -> torch.Tensor:
@@ -403,8 +423,10 @@ def scatter_tokens(tokens: torch.Tensor, index: torch.Tensor, base: torch.Tensor
     """Restore: base [B, T, H] with the rows at the flat positions index [N] replaced by tokens [N, H].
 
     Differentiable in tokens (gradient: the rows of the output's gradient at index) and base (the
-    output's gradient with those rows zeroed). index entries must be distinct (gather_tokens' are);
-    out-of-range entries raise on CPU and trip a device assert in the GPU kernels."""
+    output's gradient with those rows zeroed). index entries must be distinct (gather_tokens' are), so that
+    each token lands in one row and its gradient comes from that row alone: duplicate and out-of-range entries
+    raise on CPU; on a GPU, where finding them would cost a host sync, out-of-range entries trip a device
+    assert in the kernels and duplicates are not detected (which of them lands is then undefined)."""
     check_tensor(base, "base", dtypes=_ROW_DTYPES, dim=3)
     check_tensor(tokens, "tokens", dtypes=_ROW_DTYPES, dim=2)
     b, t, h = base.shape
@@ -439,9 +461,11 @@ def pad_packed(packed: Packed, batch_size: int) -> Tuple[torch.Tensor, torch.Ten
 
     Returns (padded [B, L, H], pad_mask [B, L] bool) with L = packed.max_seqlen: row b holds its
     active tokens in order, then zeros; pad_mask is True at real tokens. Differentiable in the
-    tokens; no host synchronisation. unpad() is its inverse."""
+    tokens; no host synchronisation. unpad() is its inverse. A packed whose cu_seqlens do not fit its
+    tokens (not as gather_tokens made it) raises on CPU."""
     _check_packed(packed)
     _check_batch_size(packed, batch_size)
+    _check_cu_seqlens(packed)
     tokens = packed.tokens
     length = packed.max_seqlen
     counts = packed.cu_seqlens.diff()
@@ -462,4 +486,5 @@ def unpad(padded: torch.Tensor, packed: Packed) -> torch.Tensor:
         raise ValueError(f"padded must be [B, max_seqlen, H] = [{expected[0]}, {expected[1]}, H] for this packed, "
                          f"got {tuple(padded.shape)}")
     check_same_device(padded, "padded", packed.tokens, "packed.tokens")
+    _check_cu_seqlens(packed)
     return gather_rows_op(padded.contiguous().view(batch_size * length, h), _padded_index(packed, batch_size))

@@ -24,12 +24,11 @@ Tests: tests/ops/test_generator_head.py. Benchmark: benchmarks/bench_generator_h
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Tuple
 
 import torch
 
-from .._validation import check_same_device, check_seed, check_tensor
+from .._validation import check_same_device, check_seed, check_temperature, check_tensor
 from ..reference import generator_head as reference
 from . import _dispatch as dispatch
 
@@ -236,10 +235,7 @@ def _validate(hidden, weight, bias, targets, temperature, seed, offset, reductio
         if bias.shape[0] != weight.shape[0]:
             raise ValueError(f"bias must have V = {weight.shape[0]} elements, got {bias.shape[0]}")
         check_same_device(bias, "bias", hidden, "hidden")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a float, got {type(temperature).__name__}")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+    check_temperature(temperature)
     check_seed(seed, offset)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
@@ -264,7 +260,11 @@ def generator_head(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[to
             the Triton kernel asserts only under TRITON_DEBUG=1, and otherwise gives that row a wrong loss and
             gradient (computed without a target logit).
         temperature: samples come from softmax(logits / temperature); 0 = argmax. The loss is at T = 1.
+            Checked as sample_replace checks it (electra_fast._validation.check_temperature).
         seed, offset: the Philox stream of the samples (row m uses counter m), as sample_replace.
+        A row whose logits hold NaN or +inf (non-finite hidden, weight or bias, or an overflow) has nothing to
+        sample: on CPU that is a ValueError; on a GPU, where finding it would cost a host sync, that row's
+        sample is its target (clamped into [0, V)) and its loss is NaN. No id outside [0, V) is ever returned.
         reduction: "mean" (over kept rows; 0 if none), "sum" or "none".
         chunk_size: rows per chunk (None: auto_chunk_size(V, E)); peak memory ~ chunk_size * V * 4 bytes.
     Returns:
@@ -274,9 +274,23 @@ def generator_head(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[to
     _validate(hidden, weight, bias, targets, temperature, seed, offset, reduction, ignore_index, chunk_size)
     _check_targets(targets, weight.shape[0], ignore_index)
     grad_on = torch.is_grad_enabled()
+    targets = targets.to(torch.int64).contiguous()
     loss, samples, _, _, _ = generator_head_op(
         hidden.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous(),
-        targets.to(torch.int64).contiguous(), float(temperature), seed, offset, REDUCTIONS[reduction], ignore_index,
+        targets, float(temperature), seed, offset, REDUCTIONS[reduction], ignore_index,
         chunk_size or 0, grad_on and hidden.requires_grad, grad_on and weight.requires_grad,
         grad_on and bias is not None and bias.requires_grad)
-    return loss, samples
+    return loss, _sampled_ids(samples, targets, weight.shape[0])
+
+
+def _sampled_ids(samples: torch.Tensor, targets: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """The kernels mark a row without a sample (NaN/+inf logits) with -1: a ValueError on CPU (free to read
+    there); on other devices (no host sync) the row takes its target, clamped into [0, V)."""
+    if samples.device.type == "cpu" and not torch.compiler.is_compiling():
+        bad = samples < 0
+        if bool(bad.any()):
+            raise ValueError(f"the logits hidden @ weight.T + bias are NaN or +inf in {int(bad.sum())} of "
+                             f"{samples.numel()} rows (first: row {int(bad.nonzero()[0])}), so nothing can be "
+                             f"sampled there: hidden, weight or bias holds NaN/inf, or the logits overflow")
+        return samples
+    return torch.where(samples >= 0, samples, targets.clamp(0, vocab_size - 1))

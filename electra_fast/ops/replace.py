@@ -31,12 +31,11 @@ electra_fast/triton/replace.py. Tests: tests/ops/test_replace.py, tests/test_sam
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .._validation import check_same_device, check_seed, check_tensor
+from .._validation import check_same_device, check_seed, check_temperature, check_tensor
 from ..reference import replace as reference
 from . import _dispatch as dispatch
 
@@ -196,19 +195,13 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
     """
     if isinstance(mask_token_id, bool) or not isinstance(mask_token_id, int) or mask_token_id < 0:
         raise TypeError(f"mask_token_id must be a non-negative Python int, got {mask_token_id!r}")
+    if isinstance(input_ids, torch.Tensor) and input_ids.dtype in _ID_DTYPES:
+        largest = torch.iinfo(input_ids.dtype).max
+        if mask_token_id > largest:  # it would be written wrapped, as another id
+            raise ValueError(f"mask_token_id {mask_token_id} does not fit input_ids' dtype "
+                             f"{str(input_ids.dtype).replace('torch.', '')} (at most {largest})")
     return _select(input_ids, attention_mask, mask_prob, mask_token_id, special_token_ids, mask_fraction, seed,
                    offset)
-
-
-def _check_temperature(temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a float, got {type(temperature).__name__}")
-    temperature = float(temperature)
-    if temperature != 0.0 and not (temperature > 0.0 and math.isfinite(temperature)
-                                   and math.isfinite(torch.tensor(1.0 / temperature, dtype=torch.float32).item())):
-        raise ValueError(f"temperature must be 0 (argmax) or a positive finite float whose inverse is finite in "
-                         f"float32, got {temperature}")
-    return temperature
 
 
 def _raise_on_status(counts, rows: int, vocab: int, logits: torch.Tensor, input_ids: torch.Tensor,
@@ -258,7 +251,7 @@ def sample_replace(logits: torch.Tensor, input_ids: torch.Tensor, is_masked: tor
     check_same_device(ids, "input_ids", logits, "logits")
     check_tensor(is_masked, "is_masked", dtypes=_MASK_DTYPES)
     mask = _check_mask(is_masked, "is_masked", ids)
-    temperature = _check_temperature(temperature)
+    temperature = check_temperature(temperature)
     rows, vocab = logits.shape
     if vocab < 1:
         raise ValueError("logits must have at least one column (V >= 1)")

@@ -7,7 +7,8 @@ seeds         the Philox offset and torch seed of every micro-batch
 optim         AdamW, its parameter groups and the learning-rate schedule
 distributed   the ranks under torchrun, and the DDP / FSDP / torch.compile wrappers
 evaluation    held-out RTD metrics with the run's own generator, and the fixed yardstick (electra_fast.evaluation)
-checkpoint    the checkpoint file (safetensors, written atomically) and its metadata
+checkpoint    the checkpoint file (safetensors, written atomically, checksummed) and its metadata
+record        the run record: what a resumed run takes from its checkpoint, and what it may change
 summary       the summary printed at the end of a run
 export        the Hugging Face export of the trained discriminator
 """

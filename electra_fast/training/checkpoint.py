@@ -1,7 +1,7 @@
-"""The checkpoint file of a pre-training run: one safetensors file, written atomically.
+"""The checkpoint file of a pre-training run: one safetensors file, written atomically, checked on load.
 
 TrainingCheckpoint is what a run saves and resumes from (model, optimizer, CheckpointMeta);
-save_checkpoint / load_checkpoint write and read the file.
+save_checkpoint / load_checkpoint write and read the file; load_latest picks the newest readable one.
 
 Tensors, keyed by prefix:
     model.<name>                    the module's state dict (a tied weight under each of its names, as copies)
@@ -10,19 +10,36 @@ Tensors, keyed by prefix:
     optim.state.<param/fqn>.<key>   AdamW state per parameter (exp_avg, exp_avg_sq, step)
 JSON metadata under the key "electra_fast": the fields of CheckpointMeta, plus optim_param_groups (the
 optimizer's param_groups) and extra_states ({name: present}) that save_checkpoint adds and load_checkpoint
-takes back out.
+takes back out. Under "electra_fast.sha256": the sha256 of that JSON and of every tensor (name, dtype, shape,
+bytes, in name order), which load_checkpoint verifies, so a truncated, garbled or edited file is a
+CheckpointError naming it, never a silently different run.
+
+Saving keeps the checkpoint it replaces as checkpoint.previous.safetensors (the new file is written to a temp
+file, synced, and renamed over the old one after the old one has moved). A run resumes from the previous one,
+with a warning, when the latest cannot be read (load_latest); temp files of a save that was killed are removed
+at the next start (remove_orphans).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
+import re
+from typing import Callable
 
 import torch
 from torch import nn
 
 CHECKPOINT = "checkpoint.safetensors"
+PREVIOUS = "checkpoint.previous.safetensors"
+CORRUPT = "checkpoint.corrupt.safetensors"
+_META_KEY, _DIGEST_KEY = "electra_fast", "electra_fast.sha256"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read back as it was written (missing, truncated, garbled, edited)."""
 
 
 @dataclasses.dataclass
@@ -32,10 +49,11 @@ class CheckpointMeta:
     data_position: int     # training sequences consumed by all ranks (where the data resumes)
     scheduler: dict        # the learning-rate scheduler's state_dict()
     config: dict           # ElectraConfig.to_dict() of the model
-    train_config: dict     # the TrainConfig of the run, as a dict
+    train_config: dict     # the TrainConfig of the run, as a dict (the record a resume keeps: training.record)
     warmup: int            # warm-up steps of the schedule (a resumed run keeps them)
     stats: dict            # running totals: tokens, flops (as run), flops_full (no early exit), time (s)
     world: int             # ranks of the run that wrote it
+    identity: dict         # what the run read: tokenizer_sha256, train_sha256, train_sequences (training.setup)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -44,11 +62,9 @@ class CheckpointMeta:
     def from_dict(cls, meta: dict) -> "CheckpointMeta":
         fields = {f.name for f in dataclasses.fields(cls)}
         if set(meta) != fields:
-            raise ValueError(f"checkpoint metadata has fields {sorted(meta)}, expected {sorted(fields)} "
-                             f"(written by another version of electra_fast?)")
+            raise CheckpointError(f"checkpoint metadata has fields {sorted(meta)}, expected {sorted(fields)} "
+                                  f"(written by another version of electra_fast?)")
         return cls(**meta)
-
-
 @dataclasses.dataclass
 class TrainingCheckpoint:
     """The state of a training run: the module's and the optimizer's full (unsharded) state dicts in
@@ -64,8 +80,11 @@ class TrainingCheckpoint:
         on CPU."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
+        # cpu_offload gathers a GPU model into host memory; a CPU model is there already (and FSDP on CPU
+        # crashes with it, torch 2.13)
+        on_cpu = all(p.device.type == "cpu" for p in model.parameters())
         model_state, optim_state = get_state_dict(
-            model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=not on_cpu))
         return cls(model_state, optim_state, meta)
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -80,12 +99,63 @@ class TrainingCheckpoint:
 
     @classmethod
     def load(cls, path: pathlib.Path) -> "TrainingCheckpoint":
+        """The checkpoint at `path`; CheckpointError (naming the file) when it cannot be read as written."""
         model_state, optim_state, meta = load_checkpoint(path)
-        return cls(model_state, optim_state, CheckpointMeta.from_dict(meta))
+        try:
+            return cls(model_state, optim_state, CheckpointMeta.from_dict(meta))
+        except CheckpointError as e:
+            raise CheckpointError(f"checkpoint {str(path)!r}: {e}") from None
+
+
+def load_latest(directory: pathlib.Path, *, main: bool = True, log: Callable[[str], None] = print
+                ) -> TrainingCheckpoint:
+    """The checkpoint in `directory`, or the previous one (with a warning through `log`) when the latest is
+    missing or unreadable; the unreadable latest is then kept as checkpoint.corrupt.safetensors (by the `main`
+    process), so that the next save does not push the good previous one out. CheckpointError when neither
+    loads."""
+    latest, previous = directory / CHECKPOINT, directory / PREVIOUS
+    try:
+        return TrainingCheckpoint.load(latest)
+    except CheckpointError as latest_error:
+        if not previous.exists():
+            raise
+        try:
+            checkpoint = TrainingCheckpoint.load(previous)
+        except CheckpointError as previous_error:
+            raise CheckpointError(f"{latest_error}; and the previous one: {previous_error}") from None
+        if main and latest.exists():
+            os.replace(latest, directory / CORRUPT)
+        log(f"warning: {latest_error}; resuming from the previous checkpoint {str(previous)!r} (step "
+            f"{checkpoint.meta.step}); the unreadable file is kept as {CORRUPT}")
+        return checkpoint
+
+
+def remove_orphans(directory: pathlib.Path) -> list:
+    """Remove the temp files that saves killed mid-write left in `directory` (those of processes that are gone);
+    returns their names."""
+    removed = []
+    for path in directory.glob(f".{CHECKPOINT}.*.tmp"):
+        match = re.fullmatch(rf"\.{re.escape(CHECKPOINT)}\.(\d+)\.tmp", path.name)
+        if match and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def save_checkpoint(path: pathlib.Path, *, model_state: dict, optim_state: dict, meta: dict) -> None:
-    """Write everything to `path` atomically: a temp file in the same directory, fsync, rename.
+    """Write everything to `path` atomically (a temp file in the same directory, fsync, rename), with its
+    checksum; a file already at `path` becomes the previous checkpoint (checkpoint.previous.safetensors beside
+    it for CHECKPOINT, `<stem>.previous<suffix>` for other names).
 
     A module's extra state (`*._extra_state`, e.g. ElectraForPretraining's sampler counts) is a dict of
     tensors or None; it is stored under `extra.<name>` and its presence recorded in the metadata."""
@@ -97,32 +167,65 @@ def save_checkpoint(path: pathlib.Path, *, model_state: dict, optim_state: dict,
         if value is not None:
             tensors.update(_tensors_for_file(f"extra.{key.replace('.', '/')}", value))
     tensors.update(_tensors_for_file("optim", {"state": _escape(optim_state["state"])}))
-    meta = dict(meta, optim_param_groups=optim_state["param_groups"],
-                extra_states={k: v is not None for k, v in extras.items()})
+    meta_json = json.dumps(dict(meta, optim_param_groups=optim_state["param_groups"],
+                                extra_states={k: v is not None for k, v in extras.items()}))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata={"electra_fast": json.dumps(meta)})
+        save_file(tensors, str(tmp), metadata={_META_KEY: meta_json, _DIGEST_KEY: _digest(meta_json, tensors)})
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if path.exists():
+            os.replace(path, previous_of(path))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def previous_of(path: pathlib.Path) -> pathlib.Path:
+    """Where save_checkpoint keeps the file it replaces at `path`."""
+    return path.with_name(PREVIOUS if path.name == CHECKPOINT else f"{path.stem}.previous{path.suffix}")
+
+
 def load_checkpoint(path: pathlib.Path) -> tuple[dict, dict, dict]:
-    """(model_state, optim_state, meta) as written by save_checkpoint."""
+    """(model_state, optim_state, meta) as written by save_checkpoint; CheckpointError naming the file when it
+    is missing, not a safetensors file, or does not match its checksum."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["electra_fast"])
-    tensors = load_file(str(path))
+    where = f"checkpoint {str(path)!r}"
+    if not pathlib.Path(path).is_file():
+        raise CheckpointError(f"{where} does not exist")
+    try:
+        with safe_open(str(path), "pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types, and OSError, for bad files
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{where} is not a readable safetensors file ({reason}); truncated or "
+                              f"overwritten?") from None
+    if _META_KEY not in header or _DIGEST_KEY not in header:
+        raise CheckpointError(f"{where} has no electra_fast metadata and checksum (written by another program, or "
+                              f"an older electra_fast)")
+    if _digest(header[_META_KEY], tensors) != header[_DIGEST_KEY]:
+        raise CheckpointError(f"{where} does not match its checksum: its bytes changed after it was written")
+    meta = json.loads(header[_META_KEY])
     optim = {"state": _unescape(_unflatten("optim", tensors).get("state", {})),
              "param_groups": meta.pop("optim_param_groups")}
     model = _strip_prefix("model", tensors)
     for key, present in meta.pop("extra_states").items():
         model[key] = _unflatten(f"extra.{key.replace('.', '/')}", tensors) if present else None
     return model, optim, meta
+
+
+def _digest(meta_json: str, tensors: dict) -> str:
+    """sha256 of the metadata JSON and of every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256(meta_json.encode())
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def _tensors_for_file(prefix: str, state: dict) -> dict:

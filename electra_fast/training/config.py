@@ -41,6 +41,9 @@ class TrainConfig:
     progress: bool = True
     export_hf: bool = True
     model_overrides: dict = dataclasses.field(default_factory=dict)  # extra ElectraConfig fields
+    # The fields the caller set (the command line: the flags given); None: those that differ from their defaults.
+    # On --resume the checkpoint's record fills in the others and a set one must agree (training.record).
+    given: Optional[tuple] = None
 
     @property
     def early_exit(self) -> bool:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import evaluation
-from .distributed import unwrap
+from .distributed import full_parameters, unwrap
 
 EVAL_SEED = 0x5EED
 EVAL_OFFSET = 2**61
@@ -47,5 +47,6 @@ def evaluate(model: nn.Module, batches: list[dict], device: torch.device,
               "rtd_auc": evaluation.roc_auc(torch.cat(scores), replaced),
               "rtd_majority": 1.0 - replaced.double().mean().item(), "tokens": int(tokens)}
     if yardstick is not None:
-        result.update(evaluation.evaluate(unwrap(model), yardstick))
+        with full_parameters(model):  # the yardstick calls the discriminator and generator outside forward
+            result.update(evaluation.evaluate(unwrap(model), yardstick))
     return result

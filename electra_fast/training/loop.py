@@ -17,10 +17,9 @@ import time
 from typing import Callable, Optional
 
 import torch
-from torch import nn
 
 from .checkpoint import CHECKPOINT, CheckpointMeta, TrainingCheckpoint
-from .distributed import unwrap, wrap
+from .distributed import clip_grad_norm, full_parameters, unwrap, wrap
 from .evaluation import evaluate
 from .export import export_hf
 from .optim import adamw
@@ -43,7 +42,7 @@ class Trainer:
         self.dist, self.device, self.out = setup.dist, setup.device, setup.out
         self.config, self.layout, self.warmup = setup.config, setup.layout, setup.warmup
         self.tokenizer, self.batches, self.heldout = setup.tokenizer, setup.batches, setup.heldout
-        self.yardstick = setup.yardstick
+        self.yardstick, self.identity = setup.yardstick, setup.identity
         self.step_flops, self.log = step_flops, setup.dist.main_only(log)
 
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
@@ -51,14 +50,14 @@ class Trainer:
         self.optimizer, self.scheduler = adamw(model, lr=self.config.learning_rate, eps=self.config.adam_epsilon,
                                                weight_decay=cfg.weight_decay, warmup=self.warmup,
                                                total_steps=cfg.steps)
+        # The model as it runs (under DDP/FSDP and torch.compile when asked); unwrap(self.model) is the module.
+        self.model = wrap(model, self.dist, self.device, fsdp=cfg.fsdp, compile=cfg.compile)
         self.step, self.stats = 0, {"tokens": 0, "flops": 0.0, "flops_full": 0.0, "time": 0.0}
-        if setup.checkpoint is not None:
-            setup.checkpoint.restore(model, self.optimizer)
+        if setup.checkpoint is not None:  # after wrapping: FSDP shards the AdamW state as it shards the weights
+            setup.checkpoint.restore(unwrap(self.model), self.optimizer)
             self.scheduler.load_state_dict(setup.checkpoint.meta.scheduler)
             self.step, self.stats = setup.checkpoint.meta.step, setup.checkpoint.meta.stats
         self.step_base = self.step  # the data iterator counts steps from here
-        # The model as it runs (under DDP/FSDP and torch.compile when asked); unwrap(self.model) is the module.
-        self.model = wrap(model, self.dist, self.device, fsdp=cfg.fsdp, compile=cfg.compile)
 
     # -- checkpoints
     def checkpoint_meta(self) -> CheckpointMeta:
@@ -66,7 +65,7 @@ class Trainer:
         return CheckpointMeta(step=self.step, data_position=self.batches.position(self.step - self.step_base),
                               scheduler=self.scheduler.state_dict(), config=self.config.to_dict(),
                               train_config=dataclasses.asdict(self.cfg), warmup=self.warmup, stats=self.stats,
-                              world=self.dist.world)
+                              world=self.dist.world, identity=self.identity)
 
     def save(self) -> pathlib.Path:
         """Write <output>/checkpoint.safetensors and config.json; every rank must call this (FSDP gathers)."""
@@ -115,7 +114,7 @@ class Trainer:
         before = counts.clone() if counts is not None else None
         outs = [self._micro_step(k, b) for k, b in enumerate(self.batches.step(self.step - self.step_base))]
         lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
-        grad_norm = (nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        grad_norm = (clip_grad_norm(self.model, self.cfg.grad_clip)
                      if self.cfg.grad_clip > 0 else None)
         self.optimizer.step()
         self.scheduler.step()
@@ -200,9 +199,11 @@ class Trainer:
         self._write_metrics({"step": self.step, "eval": heldout})
         checkpoint = self.save()
         export = cfg.export_hf and self.dist.main
-        hf_dir = export_hf(unwrap(self.model), self.tokenizer, self.out / "hf") if export else None
+        with full_parameters(self.model):  # under FSDP every rank gathers the weights, rank 0 writes them
+            hf_dir = export_hf(unwrap(self.model), self.tokenizer, self.out / "hf") if export else None
         summary = Summary.from_stats(self.stats, steps=self.step, heldout=heldout, checkpoint=str(checkpoint),
                                      hf_export=str(hf_dir) if hf_dir else None,
+                                     hf_skipped="pip install transformers" if cfg.export_hf else "--no-export",
                                      metrics=str(self.out / "metrics.jsonl"))
         self.log(summary.text())
         return summary

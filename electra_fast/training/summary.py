@@ -16,18 +16,19 @@ class Summary:
     heldout: dict                            # the final evaluation (electra_fast.training.evaluation.evaluate)
     start: dict                              # START_METRICS before the first step
     checkpoint: str
-    hf_export: Optional[str]                 # None: skipped (transformers is not installed, or --no-export)
+    hf_export: Optional[str]                 # None: skipped, for the reason in hf_skipped
     metrics: str
+    hf_skipped: str = "pip install transformers"  # why there is no export ("--no-export", or no transformers)
 
     @classmethod
     def from_stats(cls, stats: dict, *, steps: int, heldout: dict, checkpoint: str, hf_export: Optional[str],
-                   metrics: str) -> "Summary":
+                   metrics: str, hf_skipped: str = "pip install transformers") -> "Summary":
         """The summary whose rates come from a run's running totals (CheckpointMeta.stats)."""
         full = stats["flops_full"]
         saved = (1.0 - stats["flops"] / full) if full else None
         return cls(steps=steps, tokens_per_s=stats["tokens"] / max(stats["time"], 1e-9),
                    flops_saved_fraction=saved, heldout=heldout, start=stats.get("start_eval", {}),
-                   checkpoint=checkpoint, hf_export=hf_export, metrics=metrics)
+                   checkpoint=checkpoint, hf_export=hf_export, metrics=metrics, hf_skipped=hf_skipped)
 
     def _before_after(self, key: str) -> str:
         end = self.heldout.get(key)
@@ -52,7 +53,7 @@ class Summary:
             f"fixed-set AUC, uniform     {self._before_after('auc_uniform')}  (easy: random-token replacements)",
             f"generator MLM accuracy     {mlm}",
             f"checkpoint                 {self.checkpoint}",
-            f"Hugging Face export        {self.hf_export or 'skipped (pip install transformers)'}",
+            f"Hugging Face export        {self.hf_export or f'skipped ({self.hf_skipped})'}",
             f"metrics                    {self.metrics}",
         ]
         return "\n".join(lines)

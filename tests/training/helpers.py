@@ -1,5 +1,5 @@
 """Stand-ins for the model and the FLOP count, and a small corpus, for the training tests (fast on 2 CPU cores)."""
-import types
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,20 @@ class StandInDiscriminator(nn.Module):
         return hidden, self.head(hidden).squeeze(-1)
 
 
+@dataclasses.dataclass
+class StandInOutput:
+    """The output fields the training loop reads. A dataclass, as the model's is: FSDP finds the tensors of
+    a dataclass output (not of an arbitrary object) to hook the unsharding of its backward onto."""
+    loss: torch.Tensor
+    rtd_loss: torch.Tensor
+    mlm_loss: None
+    rtd_accuracy: torch.Tensor
+    active_fractions: torch.Tensor
+    disc_logits: torch.Tensor
+    is_replaced: torch.Tensor
+    attention_mask: torch.Tensor
+
+
 class StandIn(nn.Module):
     """A small module with ElectraForPretraining's call signature, output fields and `.discriminator`:
     Philox-driven corruption (so offsets matter), dropout (so the torch seed matters), LayerNorm, bias,
@@ -52,9 +66,9 @@ class StandIn(nn.Module):
         _, logits = self.discriminator(corrupted, attention_mask)
         rtd = F.binary_cross_entropy_with_logits(logits[real], replaced[real].float())
         accuracy = ((logits[real] > 0) == replaced[real]).float().mean()
-        return types.SimpleNamespace(loss=50 * rtd, rtd_loss=rtd, mlm_loss=None, rtd_accuracy=accuracy,
-                                     active_fractions=torch.tensor([1.0, 0.5]), disc_logits=logits,
-                                     is_replaced=replaced, attention_mask=attention_mask)
+        return StandInOutput(loss=50 * rtd, rtd_loss=rtd, mlm_loss=None, rtd_accuracy=accuracy,
+                             active_fractions=torch.tensor([1.0, 0.5]), disc_logits=logits, is_replaced=replaced,
+                             attention_mask=attention_mask)
 
 
 def fake_flops(config, batch, seq_len, active_fractions=None):

@@ -49,10 +49,12 @@ def test_fresh_run(tmp_path, corpus, tokenizer):
 def test_resumed_run_keeps_the_checkpoints_schedule_config_and_data_position(tmp_path, corpus, tokenizer):
     cfg = _cfg(tmp_path, corpus, tokenizer, steps=3, warmup_steps=2, lr=1e-2)
     train.pretrain(cfg, model_factory=StandIn, step_flops=fake_flops, log=lambda *_: None)
-    setup = setup_run(dataclasses.replace(cfg, steps=10, warmup_steps=5, lr=1e-3, resume=True), log=lambda *_: None)
+    setup = setup_run(dataclasses.replace(cfg, steps=10, resume=True), log=lambda *_: None)
     assert setup.checkpoint is not None and setup.checkpoint.meta.step == 3
-    assert setup.warmup == 2 and setup.config.learning_rate == 1e-2
+    assert setup.warmup == 2 and setup.config.learning_rate == 1e-2 and setup.cfg.steps == 10
     assert setup.batches.position(0) == setup.checkpoint.meta.data_position == 3 * 2
+    with pytest.raises(ValueError, match="--lr 0.001 contradicts the checkpoint, whose run has 0.01"):
+        setup_run(dataclasses.replace(cfg, steps=10, lr=1e-3, resume=True), log=lambda *_: None)
 
 
 def test_too_many_shards(tmp_path, corpus, tokenizer):
