@@ -46,8 +46,9 @@ def check_temperature(temperature) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"temperature must be a float, got {type(temperature).__name__}")
     temperature = float(temperature)
-    if temperature != 0.0 and not (temperature > 0.0 and math.isfinite(temperature)
-                                   and math.isfinite(torch.tensor(1.0 / temperature, dtype=torch.float32).item())):
+    inverse_finite = temperature > 0.0 and math.isfinite(temperature) and math.isfinite(
+        torch.tensor(1.0 / temperature, dtype=torch.float32, device="cpu").item())
+    if temperature != 0.0 and not inverse_finite:
         raise ValueError(f"temperature must be 0 (argmax) or a positive finite float whose inverse is finite in "
                          f"float32 (T above about 2.9e-39), got {temperature}")
     return temperature

@@ -9,17 +9,23 @@
 //   inv_t = float(1.0 / T)                 (rounded once from double, on the host: inverse_temperature)
 //   mx  = max_{i != skip} x_i
 //   w_i = exp((x_i - mx) * inv_t)          (fp32; 0 for x_i = -inf and for i = skip)
-//   Z   = sum_i w_i                        (sums accumulated in fp64)
-//   id  = min { j : w_j > 0 and sum_{i<=j} w_i >= u * Z }
-// If rounding leaves no such j (only possible when sums are taken in another order, e.g. by GPU block
-// scans), id = the last j with w_j > 0. T == 0 means argmax (the first maximum). A row holding NaN or
-// +inf, or no finite logit besides `skip`, has no sample (RowStatus).
-// The logits are read twice (max, then weights); nothing of size V is written.
+//   S_j = sum_{i<=j} w_i, Z = S_{V-1}      (sums accumulated in fp64), t = u * Z
+//   id  = min { j : w_j > 0 and S_j >= t }
+// Near ties: when t lies within kNearTie * Z of S_{id-1} or S_id, or rounding leaves no such j (possible
+// when sums are taken in another order, e.g. by GPU block scans), the row is decided again by the same rule
+// from fp64 weights
+//   w64_i = exp(double(x_i - mx) * double(inv_t))   (x_i - mx in fp32; the product is exact in fp64)
+// and, if that leaves no j either, id = the last j with w64_j > 0. T == 0 means argmax (the first maximum).
+// A row holding NaN or +inf, or no finite logit besides `skip`, has no sample (RowStatus).
+// The logits are read twice (max, then weights), a near tie twice more; nothing of size V is written.
 // Why fp64 sums: with fp32 running sums the rounding error of S_j (~sqrt(j) * 6e-8 * Z) is a sizeable
 // fraction of a typical gap w_j ~ Z / V, so backends summing in different orders would disagree on
-// ~10% of rows at V = 30522. In fp64 the order no longer matters; what remains is exp itself (1-2 ulp
-// between libm, CUDA and Triton), which moves a decision only when u*Z is within ~1e-7 * sqrt(V) gaps
-// of a boundary: ~1e-5 per row. Cross-backend tests check identity at sizes where that is negligible.
+// ~10% of rows at V = 30522. In fp64 the order no longer matters; what remains is exp itself: libm, the
+// vector expf here, Sleef (the reference on CPU), CUDA and Triton differ by 1-2 ulp per weight, which moves
+// S and t by up to that fraction of Z (a disagreement in ~3e-5 of rows at V = 30522 without the fp64 step).
+// kNearTie covers 8 ulp on every weight; the fp64 weights agree to ~1e-16, so two backends can still differ
+// only when t is within ~1e-13 * Z of a boundary (~1e-9 of rows). The fp64 step runs on about
+// 2 * kNearTie * V of rows at most (~6% at V = 30522; ~1% for logits of std 3).
 #pragma once
 #include "electra_fast/macros.h"
 
@@ -40,9 +46,19 @@ inline float inverse_temperature(double temperature) {
   return temperature > 0.0 ? static_cast<float>(1.0 / temperature) : 0.f;
 }
 
+// Relative to Z, how close to a boundary of the fp32 weights' CDF t must be for the row to be decided
+// from fp64 weights (electra_fast/reference/sampling.py: NEAR_TIE).
+constexpr double kNearTie = 0x1p-20;
+
 // The weight of one logit given the row max.
 EF_HOST_DEVICE EF_ALWAYS_INLINE float sampling_weight(float x, float mx, float inv_t) {
   return expf((x - mx) * inv_t);
+}
+
+// Its fp64 twin for near ties: the same fp32 difference, an exact fp64 product, fp64 exp.
+EF_HOST_DEVICE EF_ALWAYS_INLINE double sampling_weight_fp64(float x, float mx, float inv_t) {
+  const float d = x - mx;
+  return exp(static_cast<double>(d) * static_cast<double>(inv_t));
 }
 
 #if !defined(__CUDACC__) && !defined(__HIPCC__)
@@ -100,6 +116,28 @@ EF_ALWAYS_INLINE const float* load_chunk(const scalar_t* row, int64_t begin, int
   }
 }
 
+// The fp64 decision of a near tie: the first j with S64_j >= u * Z64, else the last positive weight (the max
+// itself has weight 1, so there is one).
+template <typename scalar_t>
+int64_t sample_row_fp64(const scalar_t* row, int64_t v, int64_t skip, float mx, float inv_t, float u) {
+  double z = 0.0;
+  for (int64_t i = 0; i < v; ++i) {
+    if (i != skip) z += sampling_weight_fp64(static_cast<float>(row[i]), mx, inv_t);
+  }
+  const double target = static_cast<double>(u) * z;
+  double run = 0.0;
+  int64_t last = -1;
+  for (int64_t i = 0; i < v; ++i) {
+    const double w = i == skip ? 0.0 : sampling_weight_fp64(static_cast<float>(row[i]), mx, inv_t);
+    if (w > 0.0) {
+      last = i;
+      run += w;
+      if (run >= target) return i;
+    }
+  }
+  return last;
+}
+
 // The contract on row[0..v) with id `skip` excluded (-1: none); partial holds sample_row_partials(v) values.
 template <typename scalar_t>
 EF_ALWAYS_INLINE RowSample sample_row(const scalar_t* row, int64_t v, int64_t skip, float inv_t, bool greedy,
@@ -139,6 +177,7 @@ EF_ALWAYS_INLINE RowSample sample_row(const scalar_t* row, int64_t v, int64_t sk
     z += partial[c];
   }
   const double target = static_cast<double>(u) * z;
+  const double margin = kNearTie * z;
   double run = 0.0;
   int64_t c = 0;
   while (c + 1 < chunks && run + partial[c] < target) run += partial[c++];
@@ -146,19 +185,14 @@ EF_ALWAYS_INLINE RowSample sample_row(const scalar_t* row, int64_t v, int64_t sk
   chunk_weights(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
   // run < target on entry and w_i == 0 leaves it unchanged, so a hit always has w_i > 0
   for (int64_t i = 0; i < n; ++i) {
+    const double before = run;
     run += w[i];
-    if (run >= target) return {begin + i, kRowSampled, mx};
-  }
-  // fp64 rounding between the chunks' sums and the running sum: the contract's "last positive weight"
-  // (the max itself has weight 1, so there is one)
-  for (c = chunks - 1; c >= 0; --c) {
-    const int64_t first = c * kSampleChunk, len = std::min(kSampleChunk, v - first);
-    chunk_weights(load_chunk(row, first, len, buf), len, mx, inv_t, skip - first, w);
-    for (int64_t i = len - 1; i >= 0; --i) {
-      if (w[i] > 0.f) return {first + i, kRowSampled, mx};
+    if (run >= target) {
+      if (run - target >= margin && target - before >= margin) return {begin + i, kRowSampled, mx};
+      break;
     }
   }
-  return {-1, kRowEmpty, mx};  // unreachable: mx is finite
+  return {sample_row_fp64(row, v, skip, mx, inv_t, u), kRowSampled, mx};
 }
 
 }  // namespace cpu
