@@ -101,7 +101,8 @@ std::tuple<at::Tensor, at::Tensor> rtd_loss_fwd_cuda(const at::Tensor& logits, c
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  at::Tensor loss = reduction == kReductionNone ? loss_none : partial.sum() * inv_denom;
+  at::Tensor loss =
+      reduction == kReductionNone ? loss_none : (partial.sum() * inv_denom).to(logits.scalar_type());
   return {loss, grad};
 }
 

@@ -8,7 +8,9 @@ An all-pad batch has mean loss 0 and gradient 0 (the mean of nothing is defined 
 
 Fusion: the forward pass computes the loss and, when the logits need a gradient, d loss/d logits for
 an upstream gradient of 1 in the same read of the logits; backward is one multiply by the upstream
-gradient (a scalar for sum/mean, per token for none). Nothing else of the input's size is kept.
+gradient (a scalar for sum/mean, per token for none), and no work at all for the scalar 1 of
+loss.backward() on CPU, where the saved gradient itself becomes logits.grad. Nothing else of the
+input's size is kept. A no-grad forward computes no gradient. There is no double backward.
 Half inputs accumulate in fp32 (the sum in fp64 on CPU); the loss comes back in the logits' dtype.
 
 Kernels: csrc/cpu/rtd_loss.cpp, csrc/cuda/rtd_loss.cu (math in csrc/include/electra_fast/bce.h),
@@ -36,11 +38,10 @@ def _reference_loss(logits, labels, mask, weight, reduction, compute_grad):
 
 def _rtd_loss(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor],
               weight: Optional[torch.Tensor], reduction: int, compute_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(loss, grad): grad = d loss / d logits for an upstream gradient of 1 (empty unless compute_grad).
-    labels and mask are uint8 0/1, weight float32, all contiguous and of the logits' shape."""
-    loss, grad = dispatch.run(RTD_LOSS, logits.device, logits.dtype, logits, labels, mask, weight, reduction,
-                              compute_grad)
-    return loss.to(logits.dtype), grad
+    """(loss, grad), both in the logits' dtype: grad = d loss / d logits for an upstream gradient of 1
+    (empty unless compute_grad). labels and mask are uint8 0/1, weight float32, all contiguous and of the
+    logits' shape."""
+    return dispatch.run(RTD_LOSS, logits.device, logits.dtype, logits, labels, mask, weight, reduction, compute_grad)
 
 
 def _rtd_loss_fake(logits, labels, mask, weight, reduction, compute_grad):
@@ -58,11 +59,29 @@ def _setup_context(ctx, inputs, output):
     ctx.set_materialize_grads(False)
 
 
-def _backward(ctx, grad_loss, _grad_of_grad):
-    (grad,) = ctx.saved_tensors
+def _is_one(grad_loss: torch.Tensor) -> bool:
+    """Whether grad_loss is the scalar 1 of a plain loss.backward(). Only asked of a CPU scalar in plain
+    eager mode: on a GPU the answer costs a host synchronisation (more than the multiply it saves), and
+    while tracing it would bake one upstream value into the graph."""
+    return (grad_loss.dim() == 0 and grad_loss.device.type == "cpu" and dispatch.plain_eager((grad_loss,))
+            and grad_loss.item() == 1.0)
+
+
+def _backward(ctx, grad_loss, *_):
+    """d loss / d logits = grad_loss * the gradient saved by the forward. For the scalar 1 of a CPU
+    loss.backward() the saved tensor itself is returned, and autograd hands it on (into logits.grad)
+    without a copy. There is no second derivative: the saved gradient is a constant to autograd, so an
+    eager backward with create_graph=True raises rather than return a gradient whose own gradient is
+    silently wrong (torch.compile traces every backward in grad mode, so the check is for eager only)."""
     if not ctx.compute_grad:
         raise RuntimeError("electra_fast::rtd_loss was called with compute_grad=False; it has no gradient")
-    grad_logits = None if grad_loss is None else grad_loss * grad
+    if torch.is_grad_enabled() and dispatch.plain_eager(()):
+        raise RuntimeError("electra_fast rtd_loss supports one backward only (its gradient is computed in the "
+                           "forward); for a double backward (create_graph=True) use electra_fast.reference.rtd_loss")
+    if grad_loss is None:
+        return None, None, None, None, None, None
+    (grad,) = ctx.saved_tensors
+    grad_logits = grad if _is_one(grad_loss) else grad * grad_loss
     return grad_logits, None, None, None, None, None
 
 

@@ -76,7 +76,7 @@ def rtd_loss_fwd(logits: torch.Tensor, labels: torch.Tensor, mask: Optional[torc
             HAS_MASK=mask is not None, HAS_WEIGHT=weight is not None, WRITE_LOSS=reduction == 0,
             WRITE_GRAD=compute_grad, BLOCK=BLOCK,
         )
-    loss = loss_none if reduction == 0 else partial.sum() / denom
+    loss = loss_none if reduction == 0 else (partial.sum() / denom).to(logits.dtype)
     return loss, grad
 
 

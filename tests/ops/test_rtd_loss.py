@@ -371,3 +371,76 @@ def test_eager_fast_path_equals_custom_op_bit_for_bit(reduction):
     assert torch.equal(loss_fast, loss_op)
     assert torch.equal(x1.grad, x2.grad)
     assert loss_fast.grad_fn is not None and "RTDLossEager" in type(loss_fast.grad_fn).__name__
+
+
+# ------------------------------------------------------------------ the gradient saved by the forward
+@over_pairs()
+def test_gradient_is_computed_only_when_needed(on, monkeypatch):
+    # the forward computes d loss / d logits only for logits that need a gradient, in grad mode
+    from electra_fast.ops import _dispatch as dispatch
+
+    asked = []
+    real_run = dispatch.run
+
+    def spy(op, *args):
+        if op is ops.RTD_LOSS:
+            asked.append(args[-1])
+        return real_run(op, *args)
+
+    monkeypatch.setattr(dispatch, "run", spy)
+    device, _ = on
+    x, y, m, _ = _make((3, 11), device=device)
+    F.rtd_loss(x, y, m)
+    with torch.no_grad():
+        F.rtd_loss(x.clone().requires_grad_(), y, m)
+    with torch.inference_mode():
+        F.rtd_loss(x.clone().requires_grad_(), y, m)
+    assert asked == [False, False, False]
+    leaf = x.clone().requires_grad_()
+    loss = F.rtd_loss(leaf, y, m)
+    assert asked[-1] is True
+    (saved,) = loss.grad_fn.saved_tensors
+    assert saved.shape == x.shape
+
+
+@over_pairs()
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_saved_gradient_matches_reference_for_any_upstream(on, reduction):
+    # backward scales the saved gradient; retained graphs give every upstream value its own gradient
+    device, _ = on
+    x, y, m, w = _make((4, 37), device=device, weight=True)
+    leaf = x.clone().requires_grad_()
+    loss = F.rtd_loss(leaf, y, m, weight=w, reduction=reduction)
+    ups = [torch.ones_like(loss), _upstream(reduction, x.shape, device), torch.full_like(loss, -2.5)]
+    for up in ups:
+        leaf.grad = None
+        loss.backward(up, retain_graph=True)
+        with backend.use("reference"):
+            _, ref_grad = _value_and_grad(reference.rtd_loss, x, y, m, w, reduction, up)
+        _assert_close(leaf.grad, ref_grad, torch.float32, f"grad for upstream {up.flatten()[0].item()}")
+
+
+def test_unit_upstream_gradient_is_handed_on_without_a_copy():
+    # loss.backward() on CPU: the gradient saved by the forward becomes logits.grad itself
+    x, y, m, _ = _make((8, 33))
+    leaf = x.clone().requires_grad_()
+    loss = F.rtd_loss(leaf, y, m)
+    (saved,) = loss.grad_fn.saved_tensors
+    ptr = saved.data_ptr()
+    del saved
+    loss.backward()
+    assert leaf.grad.data_ptr() == ptr
+    _, oracle_grad = _value_and_grad(_bce_oracle_fn, x, y, m, None, "mean", torch.tensor(1.0))
+    _assert_close(leaf.grad, oracle_grad, torch.float32, "grad")
+
+
+@pytest.mark.parametrize("path", ["public", "custom op"])
+def test_double_backward_raises(path):
+    x, y, m, _ = _make((3, 7))
+    leaf = x.clone().requires_grad_()
+    if path == "public":
+        loss = F.rtd_loss(leaf, y, m)
+    else:
+        loss, _ = ops.rtd_loss_op(*ops._prepare(leaf, y, m), ops.REDUCTIONS["mean"], True)
+    with pytest.raises(RuntimeError, match="one backward only"):
+        torch.autograd.grad(loss, leaf, create_graph=True)
