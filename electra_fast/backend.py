@@ -66,17 +66,20 @@ def _usable(name: str, device_type: Optional[str]) -> bool:
     return False
 
 
+def _order(device_type: Optional[str]) -> tuple:
+    """Every backend, best first for tensors of `device_type` (None: any device)."""
+    if device_type == "cuda":
+        return ("cuda", "triton", "cpp", "reference")
+    if device_type == "cpu":
+        # the Triton interpreter is for tests: slower than the reference, so listed (and chosen) last
+        return ("cpp", "reference", "triton")
+    return ("cpp", "cuda", "triton", "reference")
+
+
 def available(device: Optional[torch.device | str] = None) -> List[str]:
     """The backends usable here (on `device`'s type when given), best first for that device."""
     device_type = None if device is None else torch.device(device).type
-    if device_type == "cuda":
-        order = ("cuda", "triton", "cpp", "reference")
-    elif device_type == "cpu":
-        # the Triton interpreter is for tests: slower than the reference, so listed (and chosen) last
-        order = ("cpp", "reference", "triton")
-    else:
-        order = ("cpp", "cuda", "triton", "reference")
-    return [name for name in order if _usable(name, device_type)]
+    return [name for name in _order(device_type) if _usable(name, device_type)]
 
 
 def _check_name(name: str) -> str:
@@ -95,13 +98,16 @@ def requested() -> Optional[str]:
 
 def select(device: torch.device | str) -> str:
     """The backend an op runs on for tensors on `device`."""
-    device = torch.device(device)
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     name = requested()
     if name is None:
         if device.type == "meta":
             return "reference"
-        choices = available(device)
-        return choices[0]
+        # the first usable one, without asking the rest: this runs on every op call
+        for candidate in _order(device.type):
+            if _usable(candidate, device.type):
+                return candidate
     if device.type == "meta" or _usable(name, device.type):
         return name
     hint = ""

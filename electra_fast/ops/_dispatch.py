@@ -79,7 +79,7 @@ def plain_eager(tensors) -> bool:
         return False
     if torch._C._are_functorch_transforms_active():
         return False
-    return all(type(t) is torch.Tensor and t.device.type != "meta" for t in tensors)
+    return all(type(t) is torch.Tensor and not t.is_meta for t in tensors)
 
 
 def eager_function(name: str, body: Callable, setup_context: Callable,
