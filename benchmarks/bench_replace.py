@@ -1,6 +1,7 @@
 """Sampled-token replacement: electra_fast.sample_replace vs the official dense Gumbel-argmax, torch.multinomial
 on softmax and torch.compile(dense Gumbel), against the floor (one read of the logits: logits.amax(-1)),
-all timed in the same run; plus mask_tokens and the statistical samplers' tokens/s.
+all timed in the same run; plus mask_tokens and the statistical samplers' tokens/s at B x T = 128 x 128
+and 128 x 512, against the reference backend.
 
 Baselines (what ELECTRA implementations write; they return the [M] sampled ids only, ours also scatters
 them into the [B, T] batch and computes is_replaced):
@@ -83,8 +84,17 @@ def bench_sampling(device, backends, quick):
 
 
 def bench_statistical(device, backends, quick):
-    b = 16 if quick else B
-    ids, am = batch(device, b=b)
+    rows = []
+    for b, t in ([(16, T)] if quick else [(B, T), (B, 512)]):
+        rows += bench_statistical_shape(device, backends, quick, b, t)
+    base = {(r["sampler"], r["B"], r["T"]): r["ms"] for r in rows if r["impl"] == "reference"}
+    for r in rows:
+        r["speedup_vs_reference"] = base[(r["sampler"], r["B"], r["T"])] / r["ms"]
+    return rows
+
+
+def bench_statistical_shape(device, backends, quick, b, t):
+    ids, am = batch(device, b=b, t=t)
     counts = torch.randint(1, 10000, (V,)).double() ** 1.5  # a skewed, Zipf-like frequency table
     kinds = {"uniform": samplers.UniformSampler(V, exclude_ids=SPECIALS),
              "unigram": samplers.UnigramSampler.from_counts(counts, exclude_ids=SPECIALS),
@@ -102,8 +112,8 @@ def bench_statistical(device, backends, quick):
                     return F.statistical_replace(ids, am, sampler, special_token_ids=SPECIALS, seed=1)
             timing = time_fn(run, quick=quick, repeats=20, min_seconds=0.3)
             rows.append({"op": "statistical_replace" if sampler is not None else "mask_tokens", "sampler": kind,
-                         "B": b, "T": T, "device": device, "impl": name, **timing.as_dict(),
-                         "tokens_per_s": b * T / timing.median})
+                         "B": b, "T": t, "device": device, "impl": name, **timing.as_dict(),
+                         "tokens_per_s": b * t / timing.median})
     return rows
 
 
@@ -113,7 +123,7 @@ def main(argv=None):
     rows = bench_sampling(device, args.backends, args.quick)
     print_table(rows, ["M", "V", "dtype", "impl", "ms", "p10_ms", "p90_ms", "speedup_vs_gumbel", "x_floor"])
     stat_rows = bench_statistical(device, args.backends, args.quick)
-    print_table(stat_rows, ["op", "sampler", "B", "impl", "ms", "tokens_per_s"])
+    print_table(stat_rows, ["op", "sampler", "B", "T", "impl", "ms", "tokens_per_s", "speedup_vs_reference"])
     for path in write_results("replace", rows + stat_rows, args.out):
         print(f"wrote {path}")
 

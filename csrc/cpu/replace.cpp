@@ -3,7 +3,10 @@
 // csrc/include/electra_fast/sampling.h.
 //
 // sample_replace: one task per logits row (at::parallel_for), the row sampler built per instruction set
-// (cpu_isa.h).
+// (cpu_isa.h). mask_tokens costs about one Philox call (~10-20 ns) per position, statistical_fill one per
+// masked position (~15%) and a test per other, so they go parallel only past kMaskGrain and kFillGrain
+// positions (~0.3 ms of work): a parallel region saves little on less, and on a busy machine it can cost
+// milliseconds, since it ends only when every worker has been scheduled.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -20,6 +23,9 @@
 namespace electra_fast {
 namespace cpu {
 namespace {
+
+constexpr int64_t kMaskGrain = 16384;
+constexpr int64_t kFillGrain = 8 * kMaskGrain;
 
 // One row of logits of any kernel dtype through sampling.h's sample_row.
 EF_ALWAYS_INLINE RowSample sample_logits_row(const void* row, at::ScalarType dtype, int64_t v, int64_t skip,
@@ -62,7 +68,8 @@ std::tuple<at::Tensor, at::Tensor> mask_tokens_cpu(const at::Tensor& input_ids,
   EF_DISPATCH_IDS(input_ids.scalar_type(), "mask_tokens_cpu", [&] {
     const scalar_t* ids = input_ids.data_ptr<scalar_t>();
     scalar_t* out = masked_ids.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(len, 1)), [&](int64_t r0, int64_t r1) {
+    const int64_t row_grain = std::max<int64_t>(1, kMaskGrain / std::max<int64_t>(len, 1));
+    at::parallel_for(0, rows, row_grain, [&](int64_t r0, int64_t r1) {
       std::vector<int64_t> key(static_cast<size_t>(len)), sorted;
       std::vector<uint32_t> w1(static_cast<size_t>(len));
       for (int64_t r = r0; r < r1; ++r) {
@@ -168,7 +175,7 @@ std::tuple<at::Tensor, at::Tensor> statistical_fill_cpu(const at::Tensor& input_
   EF_DISPATCH_IDS(input_ids.scalar_type(), "statistical_fill_cpu", [&] {
     const scalar_t* ids = input_ids.data_ptr<scalar_t>();
     scalar_t* out = corrupted.data_ptr<scalar_t>();
-    at::parallel_for(0, input_ids.numel(), 2048, [&](int64_t p0, int64_t p1) {
+    at::parallel_for(0, input_ids.numel(), kFillGrain, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         if (!mask[p]) continue;
         const int64_t orig = static_cast<int64_t>(ids[p]);

@@ -36,24 +36,39 @@ REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)
 
-# Auto chunking: the [C, V] fp32 buffer of one chunk is kept near this many bytes, and C at least 2E
-# rows so that re-reading grad_weight [V, E] once per chunk costs little next to the chunk's GEMMs.
+# Auto chunking. The [C, V] fp32 buffer of one chunk is the peak memory beyond the gradients, so C is
+# chosen to keep it near CHUNK_BYTES. Each chunk re-reads and re-writes grad_weight [V, E] once, which
+# costs ~E/C of the chunk's GEMM time: C is raised towards 2E to keep that small, but never past
+# MAX_CHUNK_BYTES. Below MIN_CHUNK_ROWS rows the GEMMs lose more than the memory is worth.
 CHUNK_BYTES = 64 << 20
+MAX_CHUNK_BYTES = 192 << 20
 MIN_CHUNK_ROWS = 64
 
 
 def auto_chunk_size(vocab_size: int, embedding_size: int) -> int:
-    """Rows per chunk when chunk_size is None: ~CHUNK_BYTES of fp32 logits, at least 2E (and 64) rows,
-    rounded down to a multiple of 64."""
-    rows = max(CHUNK_BYTES // (4 * max(vocab_size, 1)), 2 * embedding_size, MIN_CHUNK_ROWS)
+    """Rows per chunk when chunk_size is None:
+        C = min(max(CHUNK_BYTES / 4V, 2E), MAX_CHUNK_BYTES / 4V), rounded down to a multiple of 64,
+    and at least MIN_CHUNK_ROWS (the only case where the buffer C * V * 4 exceeds MAX_CHUNK_BYTES)."""
+    row_bytes = 4 * max(vocab_size, 1)
+    rows = min(max(CHUNK_BYTES // row_bytes, 2 * embedding_size), MAX_CHUNK_BYTES // row_bytes)
     return max(rows // 64 * 64, MIN_CHUNK_ROWS)
+
+
+def balanced_rows(m: int, chunk_size: int) -> int:
+    """Rows of each chunk (the last may have fewer): the fewest chunks of at most chunk_size rows, split
+    evenly, so that no ragged last chunk runs the GEMMs at a poor shape and the buffer is no larger than
+    the chunks need."""
+    if m <= 0:
+        return 1
+    chunks = -(-m // chunk_size)
+    return -(-m // chunks)
 
 
 def _chunked(rows_kernel: Callable, hidden, weight, bias, targets, grad_scale, temperature, seed, offset,
              ignore_index, chunk_size, grads, sample):
     """The chunk driver: (loss per row [M] fp32, samples [M], grad_hidden, grad_weight, grad_bias) in fp32,
     None for gradients not asked; gradients for the row scales grad_scale ([1] or [M] fp32).
-    chunk_size 0 = auto_chunk_size(V, E)."""
+    Chunks of balanced_rows(M, chunk_size) rows; chunk_size 0 = auto_chunk_size(V, E)."""
     m, e = hidden.shape
     v = weight.shape[0]
     if chunk_size <= 0:
@@ -68,7 +83,7 @@ def _chunked(rows_kernel: Callable, hidden, weight, bias, targets, grad_scale, t
     gb = hidden.new_zeros(v, dtype=f32) if grads[2] else None
     write_grad = any(grads)
     per_row_scale = grad_scale.numel() != 1
-    rows = max(min(chunk_size, m), 1)
+    rows = balanced_rows(m, chunk_size)
     buf = hidden.new_empty(rows, v, dtype=f32)
     for start in range(0, m, rows):
         end = min(start + rows, m)
@@ -266,7 +281,8 @@ def generator_head(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[to
         sample: on CPU that is a ValueError; on a GPU, where finding it would cost a host sync, that row's
         sample is its target (clamped into [0, V)) and its loss is NaN. No id outside [0, V) is ever returned.
         reduction: "mean" (over kept rows; 0 if none), "sum" or "none".
-        chunk_size: rows per chunk (None: auto_chunk_size(V, E)); peak memory ~ chunk_size * V * 4 bytes.
+        chunk_size: at most this many rows per chunk (None: auto_chunk_size(V, E)), split evenly
+            (balanced_rows); peak memory ~ rows * V * 4 bytes plus the fp32 gradients.
     Returns:
         (loss in hidden's dtype: scalar, or [M] for "none"; samples [M] int64, no gradient).
     Differentiable w.r.t. hidden, weight and bias.

@@ -287,10 +287,11 @@ def statistical_replace(input_ids: torch.Tensor, attention_mask: Optional[torch.
     if tables.cdf.device != ids.device:
         raise ValueError(f"sampler is on {tables.cdf.device} but input_ids is on {ids.device}; "
                          "move it with sampler.to(device)")
-    if validate and not torch.compiler.is_compiling():
+    if validate and not torch.compiler.is_compiling() and ids.numel():
         vocab = sampler.vocab_size
-        bad = int(((ids < 0) | (ids >= vocab)).sum())  # the one host sync
-        if bad:
+        low, high = torch.stack(ids.aminmax()).tolist()  # the one host sync; the count only on failure
+        if low < 0 or high >= vocab:
+            bad = int(((ids < 0) | (ids >= vocab)).sum())
             raise ValueError(f"input_ids must lie in [0, sampler.vocab_size) = [0, {vocab}); found {bad} ids outside")
     corrupted, is_replaced = statistical_fill_op(ids, is_masked, *tables, seed, offset)
     return corrupted, is_replaced, is_masked

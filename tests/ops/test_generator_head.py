@@ -274,6 +274,30 @@ def test_peak_memory_is_a_chunk_not_the_logits():
     assert theirs > bound, f"the full-logits reference peaked at only {theirs} bytes (the bound is too loose)"
 
 
+def test_peak_memory_is_one_balanced_chunk_and_the_gradients():
+    """1000 rows at chunk_size 512 run as two chunks of 500: the peak is one 500-row fp32 buffer, the
+    kernel's grad_bias partials (one row per 16) and the fp32 gradients, with no other temporary."""
+    m, e, v, chunk = 1000, 32, 8192, 512
+    hidden, weight, b, targets = make(m, e, v)
+    rows = op.balanced_rows(m, chunk)
+    assert rows == 500
+
+    def step():
+        for t in (hidden, weight, b):
+            t.grad = None
+        with backend.use("cpp"):
+            loss, _ = F.generator_head(hidden, weight, b, targets, seed=1, chunk_size=chunk)
+        loss.backward()
+
+    step()
+    _, peak = measure_peak_memory(step)
+    buffer = rows * v * 4
+    partials = -(-rows // 16) * v * 4
+    gradients = (v * e + m * e + v) * 4
+    bound = buffer + partials + gradients + (64 << 10)
+    assert peak <= bound, f"peaked at {peak} bytes, bound {bound} (a {chunk}-row buffer is {chunk * v * 4})"
+
+
 def test_opcheck():
     hidden, weight, b, targets = make(6, 4, 19, ignore=(1,))
     for name in backend.available("cpu"):
@@ -398,6 +422,25 @@ def test_auto_chunk_size():
     assert op.auto_chunk_size(30522, 128) % 64 == 0
     assert op.auto_chunk_size(30522, 768) >= 2 * 768
     assert op.auto_chunk_size(10, 4) >= op.MIN_CHUNK_ROWS
+    for v in (1000, 30522, 50265, 128000, 250002):
+        for e in (64, 128, 256, 768, 1024, 4096):
+            rows = op.auto_chunk_size(v, e)
+            assert rows % 64 == 0 and rows >= op.MIN_CHUNK_ROWS
+            if rows > op.MIN_CHUNK_ROWS:  # the logits buffer is bounded
+                assert rows * v * 4 <= op.MAX_CHUNK_BYTES, (v, e, rows)
+            # as large as the bound allows up to the larger of CHUNK_BYTES and 2E rows
+            want = min(max(op.CHUNK_BYTES // (4 * v), 2 * e), op.MAX_CHUNK_BYTES // (4 * v))
+            assert rows > want - 64 or rows == op.MIN_CHUNK_ROWS, (v, e, rows)
+
+
+@pytest.mark.parametrize("m, chunk, rows", [(2458, 512, 492), (614, 512, 307), (1024, 512, 512), (12, 4, 4),
+                                            (13, 4, 4), (3, 8, 3), (0, 8, 1)])
+def test_balanced_rows(m, chunk, rows):
+    assert op.balanced_rows(m, chunk) == rows
+    if m:
+        chunks = -(-m // rows)
+        assert rows <= chunk and chunks == -(-m // chunk)  # as few chunks as chunk_size allows
+        assert m - (chunks - 1) * rows >= rows - chunks  # the last one is not ragged
 
 
 @pytest.mark.gpu

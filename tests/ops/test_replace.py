@@ -353,12 +353,44 @@ def test_statistical_replace_matches_reference(on):
         assert not torch.isin(drawn, torch.tensor(SPECIALS, device=device)).any()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpu_kernels_match_reference_past_the_parallel_grain(threads):
+    """256 x 512 positions: mask_tokens and statistical_fill split the batch across threads (below 16384 and
+    131072 positions they run on one); the ids do not depend on it."""
+    if "cpp" not in backend.available("cpu"):
+        pytest.skip("the C++ kernels are not built")
+    ids, am = _batch(256, 512, vocab=60)
+    kw = dict(mask_prob=0.15, mask_token_id=MASK, special_token_ids=SPECIALS, mask_fraction=0.85, seed=5, offset=1)
+    sampler = _samplers(60)[1]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with backend.use("cpp"):
+            got = F.mask_tokens(ids, am, **kw)
+            corrupted, replaced, is_masked = F.statistical_replace(ids, am, sampler, special_token_ids=SPECIALS,
+                                                                    seed=5, offset=1)
+    finally:
+        torch.set_num_threads(before)
+    ref = reference.mask_tokens(ids, am, **kw)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    assert torch.equal(is_masked, reference.mask_tokens(ids, am, **{**kw, "mask_token_id": -1,
+                                                                  "mask_fraction": 0.0})[1])
+    ref_fill = reference.statistical_fill(ids, is_masked, *sampler.tables(), seed=5, offset=1)
+    assert torch.equal(corrupted, ref_fill[0]) and torch.equal(replaced, ref_fill[1])
+
+
 def test_statistical_replace_bad_input():
     ids, am = _batch(2, 8, vocab=50)
     with pytest.raises(TypeError, match="sampler must be"):
         F.statistical_replace(ids, am, object(), seed=0)
     with pytest.raises(ValueError, match="sampler.vocab_size"):
         F.statistical_replace(ids, am, samplers.UniformSampler(20), seed=0)
+    negative = ids.clone()
+    negative[0, 1] = -1
+    with pytest.raises(ValueError, match="found 1 ids outside"):
+        F.statistical_replace(negative, am, samplers.UniformSampler(50), seed=0)
+    empty = F.statistical_replace(ids[:0], am[:0], samplers.UniformSampler(50), seed=0)
+    assert all(t.shape == (0, 8) for t in empty)
     with pytest.raises(ValueError, match="on meta but input_ids"):
         F.statistical_replace(ids, am, samplers.UniformSampler(50).to("meta"), seed=0)
 
