@@ -178,7 +178,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args._run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as e:
         print(f"electra-fast {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -284,8 +284,9 @@ class ElectraConfig:
         check_temperature(self.temperature)
         if not (isinstance(self.layer_norm_eps, (int, float)) and 0 < self.layer_norm_eps < float("inf")):
             raise ValueError(f"layer_norm_eps must be a positive finite float, got {self.layer_norm_eps!r}")
-        if self.gen_weight < 0 or self.disc_weight < 0:
-            raise ValueError(f"gen_weight and disc_weight must be >= 0, got {self.gen_weight}, {self.disc_weight}")
+        if not all(0 <= w < math.inf for w in (self.gen_weight, self.disc_weight)):
+            raise ValueError(f"gen_weight and disc_weight must be finite and >= 0, got {self.gen_weight}, "
+                             f"{self.disc_weight}")
         if self.hidden_act != "gelu":
             raise ValueError(f"hidden_act must be 'gelu' (ELECTRA's activation), got {self.hidden_act!r}")
         if self.early_exit is not None:

@@ -110,6 +110,8 @@ def run_identity(tokenizer, packed: D.PackedCorpus) -> dict:
 def check_output_dir(out: pathlib.Path, resume: bool) -> None:
     """Create `out` and check that it is writable, and that it holds a checkpoint (the latest or the previous
     one) exactly when resuming."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output directory {str(out)!r} is a file; choose a directory for --output")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write_probe.{os.getpid()}"

@@ -180,3 +180,10 @@ def test_no_export_says_so(tmp_path, text, stand_in, capsys):
     out = capsys.readouterr().out
     assert "Hugging Face export        skipped (--no-export)" in out and "pip install" not in out
     assert pathlib.Path(tmp_path / "o").is_dir()
+
+
+def test_an_output_that_is_a_file_is_one_line(tmp_path, text, stand_in, capsys):
+    (tmp_path / "taken").write_text("not a directory")
+    assert _run(tmp_path, text, "taken") == 2
+    err = _error(capsys)
+    assert "is a file; choose a directory for --output" in err and str(tmp_path / "taken") in err

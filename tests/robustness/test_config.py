@@ -26,6 +26,8 @@ from tests.models.helpers import batch, one_thread, tiny_config  # noqa: F401 (a
     ("num_attention_heads", 3, "must divide hidden_size"),
     ("hidden_dropout_prob", 1.0, "hidden_dropout_prob must be in"),
     ("mask_prob", 0.0, "mask_prob must be in"),
+    ("gen_weight", float("nan"), "gen_weight and disc_weight must be finite and >= 0"),
+    ("disc_weight", float("inf"), "gen_weight and disc_weight must be finite and >= 0"),
     ("generator", "gan", "generator must be one of"),
     ("early_exit", EarlyExitConfig(threshold=0.4), "early_exit.threshold must be in"),
     ("early_exit", EarlyExitConfig(exit_layers=[0]), "early_exit.exit_layers must be integers in"),
