@@ -28,7 +28,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def adamw(model: nn.Module, *, lr: float, eps: float, weight_decay: float, warmup: int, total_steps: int
           ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimizer of `model` and its scheduler (stepped once per optimizer step)."""
-    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999), eps=eps)
+    """The optimizer of `model` and its scheduler (stepped once per optimizer step). AdamW is torch's fused
+    kernel where it has one (CPU and CUDA): one pass over each parameter instead of a dozen element-wise ops."""
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
+    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999), eps=eps,
+                                  fused=fused or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total_steps))
     return optimizer, scheduler

@@ -34,3 +34,26 @@ def test_scheduler_follows_the_schedule():
         optimizer.step()
         scheduler.step()
     assert rates == pytest.approx([0.1 * lr_factor(s, 4, 10) for s in range(10)])
+
+
+def test_adamw_is_fused_and_steps_as_the_reference_adamw():
+    """The fused AdamW takes the same steps as torch's single-tensor AdamW (same groups, decay and rates)."""
+    import torch
+
+    torch.manual_seed(0)
+    models = [StandIn(types.SimpleNamespace(vocab_size=50)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizer, _ = adamw(models[0], lr=0.01, eps=1e-6, weight_decay=0.01, warmup=1, total_steps=10)
+    assert all(group["fused"] for group in optimizer.param_groups)
+    reference = torch.optim.AdamW(param_groups(models[1], 0.01), lr=0.01, betas=(0.9, 0.999), eps=1e-6,
+                                  foreach=False)
+    initial = [p.detach().clone() for p in models[0].parameters()]
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in models[0].parameters()]
+        for opt, model in ((optimizer, models[0]), (reference, models[1])):
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for fused, plain, before in zip(models[0].parameters(), models[1].parameters(), initial):
+        assert not torch.equal(fused, before)
+        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
