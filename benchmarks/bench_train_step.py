@@ -43,12 +43,15 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 # this directory, for `common`; electra_fast is always the installed package (common.py checks it is built)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 HF_SAMPLINGS = ("gumbel", "multinomial")
 STATISTICAL = ("uniform", "unigram", "cluster")
+# the profiler ranges of a step (profile_step.py attributes op time to them)
+PHASES = ("step.forward", "step.backward", "step.optimizer")
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -176,17 +179,22 @@ class Runner:
         self.model.train()
 
     def step(self, batch: Dict[str, torch.Tensor], record: bool = True) -> None:
+        """One training step, its phases in the profiler ranges PHASES (a few microseconds when no profiler runs)."""
         self.calls += 1
-        if self.family == "hf":
-            loss = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            fractions = None
-        else:
-            out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                             seed=1234, offset=self.calls)
-            loss, fractions = out.loss, out.active_fractions.detach()
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        forward, backward, optimizer = PHASES
+        with record_function(forward):
+            if self.family == "hf":
+                loss = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+                fractions = None
+            else:
+                out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                                 seed=1234, offset=self.calls)
+                loss, fractions = out.loss, out.active_fractions.detach()
+        with record_function(backward):
+            loss.backward()
+        with record_function(optimizer):
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         if record and fractions is not None:
             self.active.append(fractions)
 

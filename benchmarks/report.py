@@ -98,6 +98,65 @@ def exit_section(data: Dict[str, object]) -> List[str]:
     return lines + [""]
 
 
+PROFILE_PHASES = ("forward", "backward", "optimizer")
+
+
+def profile_tables(rows: Sequence[Dict[str, object]]) -> List[str]:
+    """profile_step.py's rows as two Markdown tables: ms per step by category and phase, ours next to HF,
+    and the ops with the most self time."""
+    families = [f for f in ("ours", "hf") if any(r["family"] == f for r in rows)]
+    cats = [r for r in rows if r["section"] == "category"]
+    categories = list(dict.fromkeys(r["category"] for r in cats))
+    cell = {(r["family"], r["phase"], r["category"]): float(r["ms_per_step"]) for r in cats}
+    step = {f: sum(v for (fam, _, _), v in cell.items() if fam == f) for f in families}
+
+    def ms(family, category, phases=PROFILE_PHASES):
+        return sum(cell.get((family, p, category), 0.0) for p in phases)
+
+    header = ["category"] + [f"{f} {p}" for f in families for p in ("fwd ms", "bwd ms", "opt ms", "ms", "share")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for category in categories + ["step (profiled)"]:
+        cells = [category]
+        for f in families:
+            if category in categories:
+                parts = [ms(f, category, (p,)) for p in PROFILE_PHASES] + [ms(f, category)]
+            else:
+                parts = [sum(ms(f, c, (p,)) for c in categories) for p in PROFILE_PHASES] + [step[f]]
+            share = parts[-1] / step[f] if step[f] else 0.0
+            cells += [f"{v:,.1f}" for v in parts] + [pct(share)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Ops with the most self time:", ""]
+    lines += table([r for r in rows if r["section"] == "op"], [
+        ("family", "family"), ("op", "op"), ("category", "category"),
+        ("ms / step", lambda r: f"{float(r['ms_per_step']):,.1f}"), ("share", lambda r: pct(r["share_of_step"])),
+        ("calls / step", lambda r: f"{float(r['calls_per_step']):,.0f}")])
+    return lines
+
+
+def profile_section(data: Dict[str, object]) -> List[str]:
+    first = data["rows"][0]
+    lines = [f"## Where a training step's time goes (torch.profiler, {first['preset']} {first['batch']}x"
+             f"{first['seq_len']}, self CPU time per step, {first['steps']} profiled steps)", "",
+             "Ours (no early exit) and HF (dense Gumbel) as bench_train_step.py runs them. Each op's self time goes "
+             "to its phase and a category (benchmarks/profile_step.py: `categorise`): GEMMs count as GEMM "
+             "wherever they run, attention is the rest of SDPA; overhead is time outside any op. The profiler "
+             "adds a few microseconds per op: the step times to quote are the training-step table's.", ""]
+    return lines + profile_tables(data["rows"]) + [""]
+
+
+def scaling_section(data: Dict[str, object]) -> List[str]:
+    rows = data["rows"]
+    lines = [f"## Step time as the work grows ({rows[0]['preset']}, ours vs HF dense Gumbel, interleaved per cell, "
+             "medians)", "",
+             "Sequence length at a fixed batch, then batch at a fixed length (benchmarks/bench_scaling.py). "
+             "Microseconds per token flat along a sweep is linear scaling; ours/HF below 1 is ours faster.", ""]
+    lines += table(rows, [
+        ("sweep", "sweep"), ("batch x seq", lambda r: f"{r['batch']}x{r['seq_len']}"),
+        ("ours ms", "ours_ms"), ("HF ms", "hf_ms"), ("ours / HF", lambda r: f"{float(r['ours_over_hf']):.2f}"),
+        ("ours us/token", "ours_us_per_token"), ("HF us/token", "hf_us_per_token"), ("repeats", "repeats")])
+    return lines + [""]
+
+
 def inference_section(data: Dict[str, object]) -> List[str]:
     """Seed means per (configuration, threshold) of the threshold sweep at inference."""
     groups: Dict[tuple, List[Dict[str, object]]] = {}
@@ -252,6 +311,12 @@ def build(out_dir: Path) -> str:
     exits = load(out_dir, "exit_discriminator")
     if exits and exits["rows"]:
         lines += exit_section(exits)
+    profile = load(out_dir, "profile_step")
+    if profile and profile["rows"]:
+        lines += profile_section(profile)
+    scaling = load(out_dir, "scaling")
+    if scaling and scaling["rows"]:
+        lines += scaling_section(scaling)
     lines += quality_section(out_dir)
     lines += ["## Ops (CPU; ratios against baselines timed in the same run)", ""]
     for name in OP_RESULTS:

@@ -7,6 +7,8 @@ Sections, in order (each failure is recorded and the rest still run):
     ops         every op benchmark script (bench_rtd_loss, bench_replace, bench_generator_head,
                 bench_early_exit), each in its own process: ours vs eager vs torch.compile vs the floor
     train_step  ELECTRA training step, ours vs the Hugging Face baseline (bench_train_step.py)
+    profile     where one step's time goes, ours and HF, by phase and op category (profile_step.py)
+    scaling     step time against sequence length and batch, ours vs HF (bench_scaling.py)
     flops       analytic FLOPs per step (generator, discriminator, heads) per preset, and the fraction
                 early exit saves at each threshold from the per-layer active fractions measured above
     quality     equal-FLOPs pre-training runs, seeds, scored on a fixed held-out yardstick + fine-tuning (bench_quality.py)
@@ -31,7 +33,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-SECTIONS = ("ops", "train_step", "flops", "quality", "roofline", "gpu")
+SECTIONS = ("ops", "train_step", "profile", "scaling", "flops", "quality", "roofline", "gpu")
 OP_SCRIPTS = ("bench_rtd_loss.py", "bench_replace.py", "bench_generator_head.py", "bench_early_exit.py")
 OP_TIMEOUT_S = {"quick": 150, "full": 1200}
 
@@ -119,7 +121,7 @@ def run(out: Path, quick: bool = False, sections: Sequence[str] = SECTIONS,
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)}; expected some of {list(SECTIONS)}")
-    if set(sections) & {"ops", "train_step", "quality"}:
+    if set(sections) & {"ops", "train_step", "profile", "scaling", "quality"}:
         require_backends(["cpp"], "cpu")  # what "ours" means on this machine: the built C++ kernels
     out.mkdir(parents=True, exist_ok=True)
     status: List[Dict[str, object]] = []
@@ -132,6 +134,16 @@ def run(out: Path, quick: bool = False, sections: Sequence[str] = SECTIONS,
         train_rows.extend(r for r in rows if r["section"] == "train_step")
         write_results("train_step", train_rows, out)
         write_results("exit_discriminator", [r for r in rows if r["section"] == "discriminator"], out)
+
+    def profile():
+        import profile_step
+
+        write_results("profile_step", profile_step.profile_step(**(profile_step.QUICK if quick else {})), out)
+
+    def scaling():
+        import bench_scaling
+
+        write_results("scaling", bench_scaling.scaling(**bench_scaling.PLANS["quick" if quick else "full"]), out)
 
     def flops():
         write_results("flops", flops_rows(train_rows, presets), out)
@@ -156,8 +168,8 @@ def run(out: Path, quick: bool = False, sections: Sequence[str] = SECTIONS,
         elif section == "gpu":
             status += gpu_section(out, quick)
         else:
-            status.append(timed(section, {"train_step": train_step, "flops": flops, "quality": quality,
-                                          "roofline": roofline}[section]))
+            status.append(timed(section, {"train_step": train_step, "profile": profile, "scaling": scaling,
+                                          "flops": flops, "quality": quality, "roofline": roofline}[section]))
         write_results("run_status", status, out)
 
     def plots_and_report():
@@ -175,8 +187,8 @@ def run(out: Path, quick: bool = False, sections: Sequence[str] = SECTIONS,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from common import RESULTS_DIR
 
-    parser = argparse.ArgumentParser(description="electra_fast benchmark suite (ops, training step, FLOPs, "
-                                                 "quality, roofline, GPU)")
+    parser = argparse.ArgumentParser(description="electra_fast benchmark suite (ops, training step, step profile, "
+                                                 "scaling, FLOPs, quality, roofline, GPU)")
     parser.add_argument("--quick", action="store_true", help="the < 5 minute demo: small shapes, few repeats")
     parser.add_argument("--out", default=str(RESULTS_DIR), help="results directory (default: %(default)s)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of %(default)s")

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the < 5 minute demo: small shapes, few repeats")
     parser.add_argument("--out", default=DEFAULT_OUT, help="results directory (default: ./%(default)s)")
     parser.add_argument("--sections", default=None,
-                        help="comma-separated subset of ops,train_step,flops,quality,roofline,gpu (default: all)")
+                        help="comma-separated subset of ops,train_step,profile,scaling,flops,quality,roofline,gpu "
+                             "(default: all)")
     parser.add_argument("--presets", default=None, help="training-step presets (default: tiny,small)")
     parser.add_argument("--benchmarks-dir", default=None, help=f"where benchmarks/ is (or ${ENV_VAR})")
 

@@ -13,8 +13,10 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import bench_quality as quality  # noqa: E402
+import bench_scaling  # noqa: E402
 import bench_train_step as ts  # noqa: E402
 import common  # noqa: E402
+import profile_step  # noqa: E402
 import report  # noqa: E402
 import roofline  # noqa: E402
 import run_all  # noqa: E402
@@ -320,3 +322,105 @@ def test_cli_bench_subcommand_runs_the_suite(tmp_path):
     out = tmp_path / "cli_out"
     assert cli.main(["bench", "--sections", "roofline", "--out", str(out)]) == 0
     assert (out / "roofline.json").is_file()
+
+
+# ------------------------------------------------------------------------------ step profile and scaling
+@pytest.mark.parametrize("name, ancestors, category", [
+    ("aten::addmm", ("aten::linear", "step.forward"), "gemm"),
+    ("aten::mm", ("AddmmBackward0", "autograd::engine::evaluate_function: AddmmBackward0", "step.backward"), "gemm"),
+    ("aten::bmm", ("aten::matmul", "aten::_scaled_dot_product_attention_math", "aten::scaled_dot_product_attention"),
+     "gemm"),
+    ("aten::_softmax", ("aten::softmax", "aten::_safe_softmax", "aten::scaled_dot_product_attention"), "attention"),
+    ("aten::isneginf", ("aten::_safe_softmax", "aten::_scaled_dot_product_attention_math"), "attention"),
+    ("aten::_softmax_backward_data", ("SafeSoftmaxBackward0", "step.backward"), "attention"),
+    ("aten::bernoulli_", ("aten::dropout", "step.forward"), "dropout"),
+    ("aten::div_", ("aten::dropout", "step.forward"), "dropout"),
+    ("aten::mul", ("aten::dropout", "aten::_scaled_dot_product_attention_math"), "dropout"),
+    ("aten::native_layer_norm_backward", ("NativeLayerNormBackward0", "step.backward"), "layernorm"),
+    ("aten::gelu", ("step.forward",), "gelu"),
+    ("aten::gelu_backward", ("GeluBackward0", "step.backward"), "gelu"),
+    ("aten::copy_", ("aten::addmm", "aten::linear", "step.forward"), "copies"),
+    ("aten::clone", ("aten::reshape", "ViewBackward0"), "copies"),
+    ("aten::add", ("step.forward",), "elementwise"),
+    ("aten::where", ("step.forward",), "elementwise"),
+    ("aten::sqrt", ("Optimizer.step#AdamW.step", "step.optimizer"), "optimizer"),
+    ("aten::_foreach_mul_", (), "optimizer"),
+    ("aten::_fused_adamw_", (), "optimizer"),
+    ("Optimizer.zero_grad#AdamW.zero_grad", ("step.optimizer",), "optimizer"),
+    ("electra_fast_C::generator_head_rows", ("electra_fast::generator_head", "step.forward"), "our_kernels"),
+    ("aten::mm", ("GeneratedBackwardFor_electra_fast_generator_head_default", "electra_fast::generator_head"),
+     "our_kernels"),
+    ("aten::empty", ("RTDLossEager", "step.forward"), "our_kernels"),
+    ("aten::mul", ("RTDLossEagerBackward", "step.backward"), "our_kernels"),
+    ("step.forward", (), "overhead"),
+    ("AddmmBackward0", ("autograd::engine::evaluate_function: AddmmBackward0",), "overhead"),
+    ("aten::_log_softmax", ("aten::log_softmax", "aten::cross_entropy_loss"), "other"),
+    ("aten::index_select", ("aten::embedding",), "other"),
+])
+def test_profile_categorises_ops(name, ancestors, category):
+    assert profile_step.categorise(name, ancestors, frozenset({"RTDLossEager"})) == category
+    assert category in profile_step.CATEGORIES
+
+
+def test_profile_knows_the_eager_fast_paths():
+    assert "RTDLossEager" in profile_step.eager_function_names()
+
+
+@needs_model
+def test_profile_step_tiny_smoke(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    rows = profile_step.profile_step("tiny", batch=2, seq_len=16, steps=1, warmup=1, top_ops=5)
+    cats = [r for r in rows if r["section"] == "category"]
+    for family in ("ours", "hf"):
+        mine = [r for r in cats if r["family"] == family]
+        assert sum(r["share_of_step"] for r in mine) == pytest.approx(1.0)
+        assert {r["phase"] for r in mine} == {"forward", "backward", "optimizer"}
+        assert {r["category"] for r in mine if r["phase"] == "optimizer"} == {"optimizer"}
+        assert any(r["category"] == "gemm" and r["ms_per_step"] > 0 for r in mine)
+        assert len([r for r in rows if r["section"] == "op" and r["family"] == family]) == 5
+    assert any(r["category"] == "our_kernels" for r in cats if r["family"] == "ours")
+    assert not any(r["category"] == "our_kernels" for r in cats if r["family"] == "hf")
+    common.write_results("profile_step", rows, tmp_path)
+    text = report.build(tmp_path)
+    assert "## Where a training step's time goes" in text and "| step (profiled) |" in text
+
+
+@needs_model
+def test_scaling_tiny_smoke(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    rows = bench_scaling.scaling("tiny", seq_lens=(8, 16), batches=(1,), base_batch=1, base_seq_len=8, rounds=1)
+    assert [(r["sweep"], r["batch"], r["seq_len"]) for r in rows] == [("seq_len", 1, 8), ("seq_len", 1, 16),
+                                                                      ("batch", 1, 8)]
+    assert rows[0]["ours_ms"] == rows[2]["ours_ms"]  # the shared cell is timed once
+    for r in rows:
+        assert r["ours_over_hf"] == pytest.approx(r["ours_ms"] / r["hf_ms"]) and r["repeats"] == 1
+        assert r["ours_us_per_token"] == pytest.approx(r["ours_ms"] * 1e3 / (r["batch"] * r["seq_len"]))
+    common.write_results("scaling", rows, tmp_path)
+    assert "## Step time as the work grows (tiny" in report.build(tmp_path)
+
+
+def test_run_all_runs_profile_and_scaling(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    calls = {}
+
+    def fake(name, rows):
+        def run(*args, **kwargs):
+            calls[name] = kwargs
+            return rows
+        return run
+
+    profile_rows = [{"section": "category", "family": f, "phase": "forward", "category": "gemm", "ms_per_step": 2.0,
+                     "share_of_step": 1.0, "calls_per_step": 3.0, "preset": "tiny", "batch": 2, "seq_len": 16,
+                     "steps": 1} for f in ("ours", "hf")]
+    scaling_rows = [{"section": "scaling", "sweep": "batch", "preset": "tiny", "batch": 1, "seq_len": 16,
+                     "ours_ms": 1.0, "hf_ms": 2.0, "ours_over_hf": 0.5, "ours_us_per_token": 62.5, "hf_us_per_token": 125.0,
+                     "repeats": 1}]
+    monkeypatch.setattr(profile_step, "profile_step", fake("profile", profile_rows))
+    monkeypatch.setattr(bench_scaling, "scaling", fake("scaling", scaling_rows))
+    status = run_all.run(tmp_path, quick=True, sections=["profile", "scaling"])
+    assert {r["name"]: r["status"] for r in status} == {"profile": "ok", "scaling": "ok", "report": "ok"}
+    assert calls == {"profile": profile_step.QUICK, "scaling": bench_scaling.PLANS["quick"]}
+    text = (tmp_path / "summary.md").read_text()
+    assert "| gemm | 2.0 | 0.0 | 0.0 | 2.0 | 100.0% | 2.0 |" in text and "| batch | 1x16 | 1 | 2 | 0.50 |" in text
