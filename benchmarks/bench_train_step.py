@@ -173,9 +173,15 @@ class Runner:
     calls: int = 0
 
     def __post_init__(self):
-        lr = self.config.learning_rate
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.999),
-                                           eps=self.config.adam_epsilon, weight_decay=self.config.weight_decay)
+        cfg = self.config
+        if self.family == "hf":  # torch's AdamW as a user builds it
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.999),
+                                               eps=cfg.adam_epsilon, weight_decay=cfg.weight_decay)
+        else:  # the optimizer electra-fast pretrain builds
+            from electra_fast.training.optim import adamw
+
+            self.optimizer, _ = adamw(self.model, lr=cfg.learning_rate, eps=cfg.adam_epsilon,
+                                      weight_decay=cfg.weight_decay, warmup=1, total_steps=1 << 30)
         self.model.train()
 
     def step(self, batch: Dict[str, torch.Tensor], record: bool = True) -> None:
