@@ -10,8 +10,8 @@
 // its resolver runs while the dlopen'd extension is relocated, and in this extension it picked the
 // baseline on an AVX-512 CPU.
 //
-// Vector libm: glibc's libmvec has SIMD variants of expf (_ZGV*), but math.h only announces them under
-// -ffast-math, which would also break inf/NaN handling. Re-declaring expf with the `simd` attribute lets
+// Vector libm: glibc's libmvec has SIMD variants of expf and exp (_ZGV*), but math.h only announces them under
+// -ffast-math, which would also break inf/NaN handling. Re-declaring them with the `simd` attribute lets
 // `#pragma omp simd` loops call it without fast-math; the variant (SSE, AVX2, AVX-512) follows the target
 // of the function the loop is compiled in.
 #pragma once
@@ -25,6 +25,7 @@
 #define EF_CPU_X86_VARIANTS 1
 extern "C" {
 __attribute__((simd("notinbranch"))) float expf(float) noexcept;
+__attribute__((simd("notinbranch"))) double exp(double) noexcept;
 }
 #define EF_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define EF_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))

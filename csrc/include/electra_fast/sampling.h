@@ -22,10 +22,13 @@
 // fraction of a typical gap w_j ~ Z / V, so backends summing in different orders would disagree on
 // ~10% of rows at V = 30522. In fp64 the order no longer matters; what remains is exp itself: libm, the
 // vector expf here, Sleef (the reference on CPU), CUDA and Triton differ by 1-2 ulp per weight, which moves
-// S and t by up to that fraction of Z (a disagreement in ~3e-5 of rows at V = 30522 without the fp64 step).
-// kNearTie covers 8 ulp on every weight; the fp64 weights agree to ~1e-16, so two backends can still differ
-// only when t is within ~1e-13 * Z of a boundary (~1e-9 of rows). The fp64 step runs on about
-// 2 * kNearTie * V of rows at most (~6% at V = 30522; ~1% for logits of std 3).
+// S and t by a few 1e-9 of Z in practice (their errors have both signs; ~3e-5 of rows disagreed at
+// V = 30522 without the fp64 step). kNearTie = 2^-22 covers weights that differ between two backends by up to
+// 2^-23 of themselves (an ulp) even with every difference of one sign: S - t moves by at most
+// 2^-23 * (S + t) <= 2^-22 * Z. The fp64 weights agree to ~1e-16, so two backends can
+// still differ only when t is within ~1e-13 * Z of a boundary (~1e-9 of rows). The fp64 step runs on at
+// most about 2 * kNearTie * V of rows (1.5% at V = 30522 for flat logits, fewer for peaked ones), at the
+// cost of one more read of the row with vectorised fp64 exp.
 #pragma once
 #include "electra_fast/macros.h"
 
@@ -48,7 +51,7 @@ inline float inverse_temperature(double temperature) {
 
 // Relative to Z, how close to a boundary of the fp32 weights' CDF t must be for the row to be decided
 // from fp64 weights (electra_fast/reference/sampling.py: NEAR_TIE).
-constexpr double kNearTie = 0x1p-20;
+constexpr double kNearTie = 0x1p-22;
 
 // The weight of one logit given the row max.
 EF_HOST_DEVICE EF_ALWAYS_INLINE float sampling_weight(float x, float mx, float inv_t) {
@@ -116,26 +119,50 @@ EF_ALWAYS_INLINE const float* load_chunk(const scalar_t* row, int64_t begin, int
   }
 }
 
-// The fp64 decision of a near tie: the first j with S64_j >= u * Z64, else the last positive weight (the max
-// itself has weight 1, so there is one).
+// w = the fp64 weights of x (w[skip] = 0) and their sum, as chunk_weights.
+EF_ALWAYS_INLINE double chunk_weights_fp64(const float* __restrict x, int64_t n, float mx, float inv_t, int64_t skip,
+                                           double* __restrict w) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) w[i] = sampling_weight_fp64(x[i], mx, inv_t);
+  if (skip >= 0 && skip < n) w[skip] = 0.0;
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += w[i];
+  return s;
+}
+
+// The fp64 decision of a near tie, by the chunked scan of sample_row: the first j with w64_j > 0 and
+// S64_j >= u * Z64, else the last positive weight (the max itself has weight 1, so there is one).
 template <typename scalar_t>
-int64_t sample_row_fp64(const scalar_t* row, int64_t v, int64_t skip, float mx, float inv_t, float u) {
+EF_ALWAYS_INLINE int64_t sample_row_fp64(const scalar_t* row, int64_t v, int64_t skip, float mx, float inv_t,
+                                         float u, double* partial) {
+  alignas(64) float buf[kSampleChunk];
+  alignas(64) double w[kSampleChunk];
+  const int64_t chunks = sample_row_partials(v);
   double z = 0.0;
-  for (int64_t i = 0; i < v; ++i) {
-    if (i != skip) z += sampling_weight_fp64(static_cast<float>(row[i]), mx, inv_t);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
+    partial[c] = chunk_weights_fp64(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
+    z += partial[c];
   }
   const double target = static_cast<double>(u) * z;
   double run = 0.0;
-  int64_t last = -1;
-  for (int64_t i = 0; i < v; ++i) {
-    const double w = i == skip ? 0.0 : sampling_weight_fp64(static_cast<float>(row[i]), mx, inv_t);
-    if (w > 0.0) {
-      last = i;
-      run += w;
-      if (run >= target) return i;
+  int64_t c = 0;
+  while (c + 1 < chunks && run + partial[c] < target) run += partial[c++];
+  const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
+  chunk_weights_fp64(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
+  for (int64_t i = 0; i < n; ++i) {
+    run += w[i];
+    if (w[i] > 0.0 && run >= target) return begin + i;
+  }
+  for (c = chunks - 1; c >= 0; --c) {
+    const int64_t first = c * kSampleChunk, len = std::min(kSampleChunk, v - first);
+    chunk_weights_fp64(load_chunk(row, first, len, buf), len, mx, inv_t, skip - first, w);
+    for (int64_t i = len - 1; i >= 0; --i) {
+      if (w[i] > 0.0) return first + i;
     }
   }
-  return last;
+  return -1;  // unreachable: mx is finite, its weight is 1
 }
 
 // The contract on row[0..v) with id `skip` excluded (-1: none); partial holds sample_row_partials(v) values.
@@ -192,7 +219,7 @@ EF_ALWAYS_INLINE RowSample sample_row(const scalar_t* row, int64_t v, int64_t sk
       break;
     }
   }
-  return {sample_row_fp64(row, v, skip, mx, inv_t, u), kRowSampled, mx};
+  return {sample_row_fp64(row, v, skip, mx, inv_t, u, partial), kRowSampled, mx};
 }
 
 }  // namespace cpu
