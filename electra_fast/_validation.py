@@ -39,6 +39,11 @@ def check_same_device(t: torch.Tensor, name: str, ref: torch.Tensor, ref_name: s
         raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; put them on one device")
 
 
+# The smallest double that rounds to inf in float32: the midpoint between FLT_MAX and 2^128 (ties go to the even
+# 2^128). Plain float arithmetic, so that torch.compile traces the check without a graph break.
+_FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103
+
+
 def check_temperature(temperature) -> float:
     """The sampling temperature as a float: 0 (argmax) or positive and finite with a finite float32 inverse
     (the kernels scale by float(1 / T): an infinite one would turn every weight into NaN). Shared by
@@ -46,8 +51,7 @@ def check_temperature(temperature) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"temperature must be a float, got {type(temperature).__name__}")
     temperature = float(temperature)
-    inverse_finite = temperature > 0.0 and math.isfinite(temperature) and math.isfinite(
-        torch.tensor(1.0 / temperature, dtype=torch.float32, device="cpu").item())
+    inverse_finite = temperature > 0.0 and math.isfinite(temperature) and 1.0 / temperature < _FLOAT32_OVERFLOW
     if temperature != 0.0 and not inverse_finite:
         raise ValueError(f"temperature must be 0 (argmax) or a positive finite float whose inverse is finite in "
                          f"float32 (T above about 2.9e-39), got {temperature}")
