@@ -8,6 +8,7 @@ argparse sub-parser and returns an exit status.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Callable, Optional
 
@@ -132,34 +133,24 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-# -------------------------------------------------------------------------------------------- bench
-def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    from .bench import add_arguments
+# ------------------------------------------------------------------------------------ bench, selftest
+def _delegated(name: str, module: str, entry: str, help: str) -> None:
+    """Subcommand `name` whose options (`add_arguments(parser)`) and run (`entry(args) -> int`) live in
+    electra_fast.<module>, imported only when the subcommand is used."""
 
-    add_arguments(p)
+    def load():
+        return importlib.import_module(f".{module}", __package__)
 
-
-@command("bench", help="run the benchmark suite (ops, training step, FLOPs, quality, roofline) from a source checkout")
-@_arguments(_bench_arguments)
-def _bench(args: argparse.Namespace) -> int:
-    from .bench import run
-
-    return run(args)
-
-
-# ----------------------------------------------------------------------------------------- selftest
-def _selftest_arguments(p: argparse.ArgumentParser) -> None:
-    from .selftest import add_arguments
-
-    add_arguments(p)
+    @command(name, help=help)
+    @_arguments(lambda parser: load().add_arguments(parser))
+    def run(args: argparse.Namespace) -> int:
+        return getattr(load(), entry)(args)
 
 
-@command("selftest", help="check every op on every backend here against the reference (values, gradients, ids)")
-@_arguments(_selftest_arguments)
-def _selftest(args: argparse.Namespace) -> int:
-    from .selftest import main as selftest_main
-
-    return selftest_main(args)
+_delegated("bench", "bench", "run",
+           help="run the benchmark suite (ops, training step, FLOPs, quality, roofline) from a source checkout")
+_delegated("selftest", "selftest", "main",
+           help="check every op on every backend here against the reference (values, gradients, ids)")
 
 
 # --------------------------------------------------------------------------------------------- main

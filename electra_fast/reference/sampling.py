@@ -19,6 +19,15 @@ import torch
 NEAR_TIE = 2.0 ** -22
 
 
+def inverse_temperature(temperature: float) -> float:
+    """inv_t of the contract: 1/T computed in fp64 and rounded once to fp32 (0.0 for T == 0, argmax), exactly the
+    C++ launchers' value (sampling.h: inverse_temperature); the Triton launchers pass it as the kernels' fp32
+    argument."""
+    if temperature == 0.0:
+        return 0.0
+    return torch.tensor(1.0 / temperature, dtype=torch.float32, device="cpu").item()
+
+
 def inverse_cdf_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """[M] int64 sampled ids (-1 for rows with a NaN or +inf logit, or whose logits are all -inf)."""
     x = logits.float()
@@ -29,7 +38,7 @@ def inverse_cdf_sample(logits: torch.Tensor, u: torch.Tensor, temperature: float
     no_sample = no_finite | (torch.isnan(x) | torch.isposinf(x)).any(-1)
     if temperature == 0:
         return torch.where(no_sample, torch.full_like(argmax, -1), argmax)
-    inv_t = torch.tensor(1.0 / temperature, dtype=torch.float32, device="cpu").item()
+    inv_t = inverse_temperature(temperature)
     shifted = x - mx[:, None]
     w = torch.where(no_finite[:, None], torch.zeros_like(x), torch.exp(shifted * inv_t))
     ids, near = _decide(w.double(), u)

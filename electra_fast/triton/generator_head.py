@@ -15,7 +15,8 @@ import triton.language as tl
 
 from .. import backend
 from .random import philox_words, word_to_uniform
-from .sampling import inverse_temperature, sample_row
+from ..reference.sampling import inverse_temperature
+from .sampling import sample_row
 
 
 @triton.jit

@@ -13,7 +13,8 @@ import triton
 import triton.language as tl
 
 from .random import philox_words, word_to_uniform
-from .sampling import ROW_EMPTY, ROW_NON_FINITE, ROW_SAMPLED, inverse_temperature, sample_row
+from ..reference.sampling import inverse_temperature
+from .sampling import ROW_EMPTY, ROW_NON_FINITE, ROW_SAMPLED, sample_row
 
 _INT64_MAX = tl.constexpr(9223372036854775807)
 

@@ -7,7 +7,6 @@ block cumsum is a parallel scan whose prefixes need not grow with every zero wei
 A hit within NEAR_TIE * Z of t, or no hit, is a near tie: the row is scanned again with the fp64 weights
 (the contract's rule; the last positive weight if that finds no hit either).
 """
-import torch
 import triton
 import triton.language as tl
 
@@ -18,14 +17,6 @@ ROW_SAMPLED = tl.constexpr(0)
 ROW_NON_FINITE = tl.constexpr(1)
 ROW_EMPTY = tl.constexpr(2)
 NEAR_TIE = tl.constexpr(_NEAR_TIE)
-
-
-def inverse_temperature(temperature: float) -> float:
-    """inv_t of the contract: 1/T computed in fp64 and rounded once to fp32 (0.0 for T == 0, argmax), so the
-    kernel's fp32 argument holds exactly the C++ launchers' value."""
-    if temperature == 0.0:
-        return 0.0
-    return torch.tensor(1.0 / temperature, dtype=torch.float32).item()
 
 
 @triton.jit

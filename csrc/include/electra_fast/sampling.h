@@ -95,19 +95,6 @@ EF_ALWAYS_INLINE float chunk_max_checked(const float* __restrict x, int64_t n, b
   return m;
 }
 
-// w = the weights of x (w[skip] = 0) and their fp64 sum. Both passes run this on the same input, so the
-// weights the scan sees are exactly the ones that were summed.
-EF_ALWAYS_INLINE double chunk_weights(const float* __restrict x, int64_t n, float mx, float inv_t, int64_t skip,
-                                      float* __restrict w) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) w[i] = sampling_weight(x[i], mx, inv_t);
-  if (skip >= 0 && skip < n) w[skip] = 0.f;
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(w[i]);
-  return s;
-}
-
 // Values begin .. begin+n of a row as float: in place for float rows, converted into buf otherwise.
 template <typename scalar_t>
 EF_ALWAYS_INLINE const float* load_chunk(const scalar_t* row, int64_t begin, int64_t n, float* __restrict buf) {
@@ -119,47 +106,66 @@ EF_ALWAYS_INLINE const float* load_chunk(const scalar_t* row, int64_t begin, int
   }
 }
 
-// w = the fp64 weights of x (w[skip] = 0) and their sum, as chunk_weights.
-EF_ALWAYS_INLINE double chunk_weights_fp64(const float* __restrict x, int64_t n, float mx, float inv_t, int64_t skip,
-                                           double* __restrict w) {
+// w = the weights of x (w[skip] = 0) and their fp64 sum: the fp32 weights for weight_t = float, the fp64 ones
+// for double. Both passes of a scan run this on the same input, so the weights it sees are exactly the ones
+// that were summed.
+template <typename weight_t>
+EF_ALWAYS_INLINE double chunk_weights(const float* __restrict x, int64_t n, float mx, float inv_t, int64_t skip,
+                                      weight_t* __restrict w) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) w[i] = sampling_weight_fp64(x[i], mx, inv_t);
-  if (skip >= 0 && skip < n) w[skip] = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<weight_t, float>) {
+      w[i] = sampling_weight(x[i], mx, inv_t);
+    } else {
+      w[i] = sampling_weight_fp64(x[i], mx, inv_t);
+    }
+  }
+  if (skip >= 0 && skip < n) w[skip] = 0;
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += w[i];
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(w[i]);
   return s;
 }
 
-// The fp64 decision of a near tie, by the chunked scan of sample_row: the first j with w64_j > 0 and
-// S64_j >= u * Z64, else the last positive weight (the max itself has weight 1, so there is one).
-template <typename scalar_t>
-EF_ALWAYS_INLINE int64_t sample_row_fp64(const scalar_t* row, int64_t v, int64_t skip, float mx, float inv_t,
-                                         float u, double* partial) {
+// The inverse-CDF scan of row[0..v) (id `skip` excluded, row max mx) over the weights of weight_t (see
+// chunk_weights): one fp64 partial sum per chunk, a scan of the partials, then the one chunk holding t = u * Z
+// recomputed by the same code. Returns the first j with w_j > 0 and S_j >= t, or -1 when that is within
+// near_tie * Z of S_{j-1} or S_j or no j is found (fp64 rounding between the chunks' sums and the running sum);
+// with near_tie < 0 there are no near ties and a row without a hit gives its last positive weight (the max
+// itself has weight 1, so there is one). partial holds sample_row_partials(v) values.
+template <typename weight_t, typename scalar_t>
+EF_ALWAYS_INLINE int64_t inverse_cdf(const scalar_t* row, int64_t v, int64_t skip, float mx, float inv_t, float u,
+                                     double near_tie, double* partial) {
   alignas(64) float buf[kSampleChunk];
-  alignas(64) double w[kSampleChunk];
+  alignas(64) weight_t w[kSampleChunk];
   const int64_t chunks = sample_row_partials(v);
   double z = 0.0;
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
-    partial[c] = chunk_weights_fp64(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
+    partial[c] = chunk_weights(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
     z += partial[c];
   }
   const double target = static_cast<double>(u) * z;
+  const double margin = near_tie * z;
   double run = 0.0;
   int64_t c = 0;
   while (c + 1 < chunks && run + partial[c] < target) run += partial[c++];
   const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
-  chunk_weights_fp64(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
+  chunk_weights(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
   for (int64_t i = 0; i < n; ++i) {
+    const double before = run;
     run += w[i];
-    if (w[i] > 0.0 && run >= target) return begin + i;
+    if (w[i] > 0 && run >= target) {
+      const bool near = margin >= 0.0 && (run - target < margin || target - before < margin);
+      return near ? -1 : begin + i;
+    }
   }
+  if (near_tie >= 0.0) return -1;
   for (c = chunks - 1; c >= 0; --c) {
     const int64_t first = c * kSampleChunk, len = std::min(kSampleChunk, v - first);
-    chunk_weights_fp64(load_chunk(row, first, len, buf), len, mx, inv_t, skip - first, w);
+    chunk_weights(load_chunk(row, first, len, buf), len, mx, inv_t, skip - first, w);
     for (int64_t i = len - 1; i >= 0; --i) {
-      if (w[i] > 0.0) return first + i;
+      if (w[i] > 0) return first + i;
     }
   }
   return -1;  // unreachable: mx is finite, its weight is 1
@@ -170,7 +176,6 @@ template <typename scalar_t>
 EF_ALWAYS_INLINE RowSample sample_row(const scalar_t* row, int64_t v, int64_t skip, float inv_t, bool greedy,
                                       float u, double* partial) {
   alignas(64) float buf[kSampleChunk];
-  alignas(64) float w[kSampleChunk];
   const int64_t chunks = sample_row_partials(v);
   float mx = -INFINITY;
   bool bad = false;
@@ -197,29 +202,9 @@ EF_ALWAYS_INLINE RowSample sample_row(const scalar_t* row, int64_t v, int64_t sk
       }
     }
   }
-  double z = 0.0;
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
-    partial[c] = chunk_weights(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
-    z += partial[c];
-  }
-  const double target = static_cast<double>(u) * z;
-  const double margin = kNearTie * z;
-  double run = 0.0;
-  int64_t c = 0;
-  while (c + 1 < chunks && run + partial[c] < target) run += partial[c++];
-  const int64_t begin = c * kSampleChunk, n = std::min(kSampleChunk, v - begin);
-  chunk_weights(load_chunk(row, begin, n, buf), n, mx, inv_t, skip - begin, w);
-  // run < target on entry and w_i == 0 leaves it unchanged, so a hit always has w_i > 0
-  for (int64_t i = 0; i < n; ++i) {
-    const double before = run;
-    run += w[i];
-    if (run >= target) {
-      if (run - target >= margin && target - before >= margin) return {begin + i, kRowSampled, mx};
-      break;
-    }
-  }
-  return {sample_row_fp64(row, v, skip, mx, inv_t, u, partial), kRowSampled, mx};
+  int64_t id = inverse_cdf<float>(row, v, skip, mx, inv_t, u, kNearTie, partial);
+  if (id < 0) id = inverse_cdf<double>(row, v, skip, mx, inv_t, u, -1.0, partial);  // a near tie: fp64 decides
+  return {id, kRowSampled, mx};
 }
 
 }  // namespace cpu
