@@ -39,8 +39,8 @@ test-gpu:
 selftest:
 	$(PYTHON) -m electra_fast.selftest
 
-# Whenever a GPU machine is at hand, run this first. It fits in 8 minutes on one H100-class GPU: the stage
-# limits in tools/gpu_check.py add up to 8 minutes (README, "GPU status": how each was estimated).
+# Whenever a GPU machine is at hand, run this first. It fits in 10 minutes on one H100-class GPU: the stage
+# budgets in tools/gpu_check.py add up to 570 s (README, "GPU status": measured on an H200).
 gpu-check:
 	$(PYTHON) tools/gpu_check.py --report gpu-check-report.txt
 

@@ -46,6 +46,21 @@ def nvcc_gpu_codes(nvcc):
     return set(out.split())
 
 
+def shared_libstdcxx(maps_path="/proc/self/maps"):
+    """The libstdc++ this process has loaded (torch's), as a link input, or [] where there is none to read.
+
+    Some toolchains link their own static libstdc++ into a shared library by default. The extension then has a
+    second copy, bound to itself (-Bsymbolic-functions), whose stream code reads locale facets of the stream
+    torch's copy built: formatting a number into an error message (TORCH_CHECK) crashes the process. Naming
+    torch's libstdc++ before the compiler's implicit -lstdc++ resolves every C++ runtime symbol there."""
+    try:
+        with open(maps_path) as maps:
+            paths = {line.split()[-1] for line in maps if "/libstdc++.so" in line}
+    except OSError:
+        return []
+    return sorted(path for path in paths if os.path.isabs(path))[:1]
+
+
 def _cuda_wanted(torch_version_cuda):
     if torch_version_cuda is None:
         return False
@@ -68,6 +83,7 @@ def _extensions():
     cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]
     # glibc's vector libm (the SIMD variants of expf, see csrc/include/electra_fast/cpu_isa.h)
     link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") and platform.machine() == "x86_64" else [])
+    link_args += shared_libstdcxx()
     define_macros = [("Py_LIMITED_API", "0x03090000")]
     use_cuda = _cuda_wanted(torch.version.cuda)
     if os.environ.get("ELECTRA_FAST_FORCE_CUDA", "0") == "1" and not use_cuda:

@@ -322,10 +322,7 @@ def build(out_dir: Path) -> str:
     for name in OP_RESULTS:
         data = load(out_dir, name)
         lines += op_section(name, data) if data else [f"### {name}", "", "not run", ""]
-    gpu = load(out_dir, "gpu")
-    if gpu is None or all(r.get("status") != "ok" for r in gpu["rows"]):
-        lines += ["## GPU", "", "No CUDA device on this machine: the GPU section was skipped; the roofline "
-                  "projection below stands in until a GPU run exists.", ""]
+    lines += gpu_section(Path(out_dir) / "gpu")
     rl = load(out_dir, "roofline")
     if rl:
         lines += roofline_section(rl)
@@ -334,6 +331,20 @@ def build(out_dir: Path) -> str:
     if images:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in images] + [""]
     return "\n".join(lines)
+
+
+def gpu_section(gpu_dir: Path) -> List[str]:
+    """The op tables of the gpu section (its scripts write to <out>/gpu/, the quick run's early exit as
+    early_exit_quick), or a line saying there are none."""
+    tables: List[str] = []
+    for name in OP_RESULTS:
+        data = load(gpu_dir, name) or load(gpu_dir, f"{name}_quick")
+        if data and data["rows"]:
+            tables += op_section(name, data)
+    if not tables:
+        return ["## GPU", "", "No GPU results in this run (no CUDA device, or the gpu section was not run): the "
+                "roofline projection below stands in until a GPU run exists.", ""]
+    return ["## GPU (ops on CUDA tensors; ratios against baselines timed in the same run)", ""] + tables
 
 
 def write(out_dir: Path) -> Path:

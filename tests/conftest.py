@@ -1,8 +1,12 @@
 """Test set-up. Without a GPU, the Triton kernels run on CPU tensors in Triton's interpreter: TRITON_INTERPRET
 must be set before any @triton.jit decoration runs, so it is set here, before anything imports electra_fast's
 Triton modules (importing torch imports none). With a GPU it is left unset, so the GPU tier runs the
-compiled Triton kernels. The Triton and inductor caches go to a temp dir."""
+compiled Triton kernels. The Triton and inductor caches go to a temp dir.
+
+The interpreter is made to pass a Python float to a kernel as float32, as the compiled JIT does (it would keep
+the double): a kernel that needs a double argument then fails here as it would on a GPU."""
 import os
+import sys
 import tempfile
 
 import torch
@@ -18,6 +22,47 @@ import pytest  # noqa: E402
 
 import electra_fast  # noqa: E402
 from electra_fast import backend  # noqa: E402
+
+
+def _interpreter_floats_as_float32():
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    to_kernel_arg = interpreter._implicit_cvt
+
+    def as_the_jit_passes(arg):
+        if isinstance(arg, float):
+            return tl.tensor(interpreter.TensorHandle(np.array([arg], dtype=np.float32), tl.float32), tl.float32)
+        return to_kernel_arg(arg)
+
+    interpreter._implicit_cvt = as_the_jit_passes
+
+
+if os.environ.get("TRITON_INTERPRET") == "1" and "triton" in backend.available("cpu"):
+    _interpreter_floats_as_float32()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--failures-at-once", action="store_true",
+                     help="print each failure's report when it happens, so that a later crash of the process "
+                          "cannot lose it (tools/gpu_check.py)")
+
+
+def pytest_configure(config):
+    config.stash[_FAILURES_AT_ONCE] = config.getoption("--failures-at-once")
+
+
+_FAILURES_AT_ONCE = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and item.config.stash[_FAILURES_AT_ONCE]:
+        sys.stdout.write(f"\n--- FAILED {report.nodeid} ({report.when})\n{report.longreprtext}\n")
+        sys.stdout.flush()
 
 
 def pytest_collection_modifyitems(config, items):

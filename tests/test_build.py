@@ -31,3 +31,26 @@ def test_the_newest_machine_code_has_ptx_for_later_gpus():
 
 def test_nvcc_that_cannot_run_lists_nothing(tmp_path):
     assert SETUP["nvcc_gpu_codes"](str(tmp_path / "no-nvcc-here")) == set()
+
+
+def test_shared_libstdcxx_names_the_loaded_library(tmp_path):
+    maps = tmp_path / "maps"
+    maps.write_text("7f00-7f01 r-xp 00000000 08:01 42 /usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.33\n"
+                    "7f02-7f03 r--p 00000000 08:01 43 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+                    "7f04-7f05 rw-p 00000000 00:00 0 \n")
+    assert SETUP["shared_libstdcxx"](str(maps)) == ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.33"]
+    assert SETUP["shared_libstdcxx"](str(tmp_path / "missing")) == []
+
+
+def test_extension_formats_numbers_in_its_errors():
+    """With a second, static libstdc++ in the extension, a number streamed into a TORCH_CHECK message comes out
+    empty (or crashes the process, as seen on a GPU machine whose compiler linked it statically)."""
+    import torch
+
+    from electra_fast import _extension
+
+    if not _extension.load():
+        pytest.skip("the C++ extension is not built")
+    with pytest.raises(RuntimeError, match=r"k must be in \[0, T\] = \[0, 8\], got 30"):
+        torch.ops.electra_fast_C.select_tokens(torch.randn(1, 8, 1), torch.randn(1, 8),
+                                               torch.ones(1, 8, dtype=torch.uint8), 30)

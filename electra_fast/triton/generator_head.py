@@ -14,12 +14,12 @@ import triton
 import triton.language as tl
 
 from .. import backend
-from .random import philox_words, word_to_uniform
+from .random import RANDOM_STREAM, philox_words, word_to_uniform
 from ..reference.sampling import inverse_temperature
 from .sampling import sample_row
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RANDOM_STREAM)
 def _ce_rows_kernel(x_ptr, t_ptr, scale_ptr, loss_ptr, sample_ptr, v, n_scale, row_start, inv_t, seed, offset,
                     ignore_index, WRITE_GRAD: tl.constexpr, SAMPLE: tl.constexpr, GREEDY: tl.constexpr,
                     BLOCK: tl.constexpr):

@@ -2,6 +2,8 @@
 
 Layout: key = (lo32(seed), hi32(seed)); counter = (lo32(index), hi32(index), lo32(offset), hi32(offset)).
 """
+import struct
+
 import torch
 import triton
 import triton.language as tl
@@ -10,6 +12,16 @@ PHILOX_M0 = tl.constexpr(0xD2511F53)
 PHILOX_M1 = tl.constexpr(0xCD9E8D57)
 PHILOX_W0 = tl.constexpr(0x9E3779B9)
 PHILOX_W1 = tl.constexpr(0xBB67AE85)
+
+# A kernel's (seed, offset) parameters, never specialised: the JIT would make a 1 a compile-time constant
+# (which has no .to()) and recompile for every seed divisible by 16.
+RANDOM_STREAM = ["seed", "offset"]
+
+
+def float64_bits(x: float) -> int:
+    """The bits of the double x as an int: the JIT passes a Python float to a kernel as float32, so a kernel
+    that needs the double takes its bits and bitcasts them back (`bits.to(tl.int64).to(tl.float64, bitcast=True)`)."""
+    return struct.unpack("<q", struct.pack("<d", x))[0]
 
 
 @triton.jit
@@ -42,7 +54,7 @@ def word_to_uniform(w):
     return ((w >> 9).to(tl.float32) + 0.5) * 1.1920928955078125e-07
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RANDOM_STREAM)
 def _philox_words_kernel(out_ptr, n, seed, offset, start, BLOCK: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     i = pid * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
@@ -55,7 +67,7 @@ def _philox_words_kernel(out_ptr, n, seed, offset, start, BLOCK: tl.constexpr):
     tl.store(base + 3, w3.to(tl.int32, bitcast=True), mask=keep)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RANDOM_STREAM)
 def _philox_uniform_kernel(out_ptr, n, seed, offset, start, BLOCK: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     i = pid * BLOCK + tl.arange(0, BLOCK).to(tl.int64)

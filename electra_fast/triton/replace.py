@@ -12,15 +12,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .random import philox_words, word_to_uniform
+from .random import RANDOM_STREAM, float64_bits, philox_words, word_to_uniform
 from ..reference.sampling import inverse_temperature
 from .sampling import ROW_EMPTY, ROW_NON_FINITE, ROW_SAMPLED, sample_row
 
 _INT64_MAX = tl.constexpr(9223372036854775807)
 
 
-@triton.jit
-def _mask_tokens_kernel(ids_ptr, am_ptr, spec_ptr, out_ptr, masked_ptr, T, n_spec, mask_prob, mask_id, frac,
+@triton.jit(do_not_specialize=RANDOM_STREAM + ["mask_prob_bits"])
+def _mask_tokens_kernel(ids_ptr, am_ptr, spec_ptr, out_ptr, masked_ptr, T, n_spec, mask_prob_bits, mask_id, frac,
                         seed, offset, HAS_MASK: tl.constexpr, BLOCK_T: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     t = tl.arange(0, BLOCK_T).to(tl.int64)
@@ -39,7 +39,7 @@ def _mask_tokens_kernel(ids_ptr, am_ptr, spec_ptr, out_ptr, masked_ptr, T, n_spe
     n_cand = tl.sum(cand.to(tl.int64), axis=0)
     # k = min(max(1, round_half_even(n_real * mask_prob)), n_cand), as masked_count in masking.h: x is
     # compared with r + 1/2, never subtracted from, so no fused multiply-add can skip the product's rounding
-    x = n_real.to(tl.float64) * mask_prob
+    x = n_real.to(tl.float64) * mask_prob_bits.to(tl.int64).to(tl.float64, bitcast=True)
     r = x.to(tl.int64)
     half = r.to(tl.float64) + 0.5
     r = tl.where((x > half) | ((x == half) & ((r & 1) == 1)), r + 1, r)
@@ -59,7 +59,7 @@ def _mask_tokens_kernel(ids_ptr, am_ptr, spec_ptr, out_ptr, masked_ptr, T, n_spe
     tl.store(masked_ptr + ptrs, is_masked.to(tl.int8), mask=inb)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RANDOM_STREAM)
 def _sample_replace_kernel(x_ptr, ids_ptr, pos_ptr, out_ptr, replaced_ptr, status_ptr, V, inv_t, seed, offset,
                            DISALLOW: tl.constexpr, GREEDY: tl.constexpr, BLOCK_V: tl.constexpr):
     m = tl.program_id(0).to(tl.int64)
@@ -77,7 +77,7 @@ def _sample_replace_kernel(x_ptr, ids_ptr, pos_ptr, out_ptr, replaced_ptr, statu
         tl.store(status_ptr + m, status.to(tl.int8))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RANDOM_STREAM)
 def _statistical_fill_kernel(ids_ptr, mask_ptr, row_ptr, cdf_ptr, off_ptr, mem_ptr, out_ptr, replaced_ptr, n, V, R,
                              K, n_iter, seed, offset, BLOCK: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
@@ -117,8 +117,8 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
     if b and t:
         _mask_tokens_kernel[(b,)](
             input_ids, attention_mask if attention_mask is not None else is_masked, special_ids, out,
-            is_masked.view(torch.int8), t, special_ids.numel(), mask_prob, mask_token_id, mask_fraction, seed, offset,
-            HAS_MASK=attention_mask is not None, BLOCK_T=triton.next_power_of_2(t))
+            is_masked.view(torch.int8), t, special_ids.numel(), float64_bits(mask_prob), mask_token_id, mask_fraction,
+            seed, offset, HAS_MASK=attention_mask is not None, BLOCK_T=triton.next_power_of_2(t))
     return out, is_masked
 
 
@@ -172,7 +172,7 @@ _SEED = {"seed": "i64", "offset": "i64"}
 
 def _aot_mask(ids: str, has_mask: bool):
     sig = {"ids_ptr": f"*{ids}", "am_ptr": "*i1", "spec_ptr": "*i64", "out_ptr": f"*{ids}", "masked_ptr": "*i8",
-           "T": "i32", "n_spec": "i32", "mask_prob": "fp64", "mask_id": "i64", "frac": "fp32", **_SEED,
+           "T": "i32", "n_spec": "i32", "mask_prob_bits": "i64", "mask_id": "i64", "frac": "fp32", **_SEED,
            "HAS_MASK": "constexpr", "BLOCK_T": "constexpr"}
     return (_mask_tokens_kernel, sig, {"HAS_MASK": has_mask, "BLOCK_T": 512})
 

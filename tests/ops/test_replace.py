@@ -92,16 +92,18 @@ def test_mask_tokens_rate_split_and_uniformity():
 
 @over_pairs()
 def test_mask_tokens_rounds_the_rounded_product_half_to_even(on):
-    """k = round_half_even(fl(n_real * 0.15)): at n_real = 10, 50, 90, 130 the double product is exactly an
-    odd integer + 1/2 while the exact product is just below it, so a backend that fused the product into the
-    rounding (a multiply-add) would mask one position fewer."""
+    """k = round_half_even(fl(n_real * 0.15)): at n_real = 10, 30, 50, ..., 130 the double product is exactly
+    an integer + 1/2 while the exact product is just below it, so a backend that fused the product into the
+    rounding (a multiply-add) would mask one position fewer at 10, 50, 90, 130, and one that took mask_prob
+    as float32 (0.15f is above 0.15) one more at 30, 70, 110."""
     device, _ = on
-    lengths = [10, 50, 90, 130]
-    assert [round(n * 0.15) for n in lengths] == [2, 8, 14, 20]
+    lengths = [10, 30, 50, 70, 90, 110, 130]
+    expected = [2, 4, 8, 10, 14, 16, 20]
+    assert [round(n * 0.15) for n in lengths] == expected
     ids = torch.full((len(lengths), max(lengths)), 7, dtype=torch.int64, device=device)
     am = (torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]).to(device)
     _, is_masked = F.mask_tokens(ids, am, mask_prob=0.15, mask_token_id=MASK, seed=0)
-    assert is_masked.sum(1).tolist() == [2, 8, 14, 20]
+    assert is_masked.sum(1).tolist() == expected
 
 
 @over_pairs()
