@@ -79,7 +79,7 @@ def _extensions():
 
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     include_dirs += [p for p in os.environ.get("ELECTRA_FAST_EXTRA_INCLUDE", "").split(os.pathsep) if p]
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp") + glob.glob("csrc/autograd/*.cpp"))
     cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno"]
     # glibc's vector libm (the SIMD variants of expf, see csrc/include/electra_fast/cpu_isa.h)
     link_args = ["-fopenmp"] + (["-lmvec"] if sys.platform.startswith("linux") and platform.machine() == "x86_64" else [])

@@ -10,23 +10,25 @@ An op's declaration (next to its custom op in electra_fast/ops/<op>.py; electra_
                (float64, which is for gradcheck).
     launch     launch(kernel, *args) when the kernels do not take the op's arguments as they are (e.g. a
                threshold precomputed as a float32 bound, or a chunk loop around a row kernel).
-    eager      the op's eager fast path, an autograd.Function from `eager_function` (below), or None.
+    kernel_autograd  the name of a C++ op taking the op's arguments and returning its outputs: the same kernels
+               behind a C++ autograd node (csrc/autograd/<op>.cpp), the op's eager path on the cpp and cuda
+               backends (`call`, below), or None.
 tests/ops/test_dispatch.py checks each declared schema against the registered C++ op, and the custom op's
 schema against it where the arguments pass through unchanged.
 
-The eager fast path (`call`). Calling a `torch.library.custom_op` from Python costs tens of microseconds
-(schema binding, the Python autograd wrapper, redispatch): more than a small fused kernel itself. In
-plain eager mode an op with an `eager` Function skips the dispatcher: the Function is made of the custom
-op's own body, setup_context and backward, so kernels and results are identical (tests check it bit for
-bit). Everything else (torch.compile tracing, fake/meta tensors, tensor subclasses, dispatch modes such
-as FlopCounterMode or opcheck's, functorch transforms) goes through the registered custom op, which is
-what makes those work.
+The eager path (`call`). Calling a `torch.library.custom_op` from Python costs tens of microseconds (schema
+binding, the Python autograd wrapper, redispatch), and its backward runs Python: more than a small fused
+kernel itself. In plain eager mode on the cpp and cuda backends an op with a `kernel_autograd` calls that
+instead: one call into C++, whose node has the custom op's backward written in C++ (tests check both paths
+bit for bit). Everything else (the triton and reference backends, torch.compile tracing, fake/meta tensors,
+tensor subclasses, dispatch modes such as FlopCounterMode or opcheck's, functorch transforms) goes through
+the registered custom op, which is what makes those work.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple, Type
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -45,7 +47,7 @@ class Op:
     reference: Callable
     reference_dtypes: Tuple[torch.dtype, ...] = ()
     launch: Optional[Callable] = None
-    eager: Optional[Type[torch.autograd.Function]] = None
+    kernel_autograd: Optional[str] = None
 
     @property
     def kernel_name(self) -> str:
@@ -82,28 +84,12 @@ def plain_eager(tensors) -> bool:
     return all(type(t) is torch.Tensor and not t.is_meta for t in tensors)
 
 
-def eager_function(name: str, body: Callable, setup_context: Callable,
-                   backward: Callable) -> Type[torch.autograd.Function]:
-    """An op's eager fast path: an autograd.Function named `name` made of its custom op's body, setup_context
-    and backward; `.body` runs the op without autograd. It has the classic forward(ctx, *args) form because
-    Function.apply binds the arguments of a ctx-less forward with inspect.signature on every call, which
-    costs more than a small kernel."""
-
-    def forward(ctx, *args):
-        output = body(*args)
-        setup_context(ctx, args, output)
-        return output
-
-    return type(name, (torch.autograd.Function,),
-                {"body": staticmethod(body), "forward": staticmethod(forward), "backward": staticmethod(backward)})
-
-
 def call(op: Op, custom_op: Callable, *args):
-    """custom_op(*args), or in plain eager mode, for an op with an eager fast path, the same body without
-    the dispatcher: through op.eager when a gradient is needed, directly when not."""
+    """custom_op(*args), or in plain eager mode on the cpp and cuda backends, for an op with a kernel_autograd,
+    that C++ op (the module docstring says why). The first tensor argument types the op's kernels."""
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    if op.eager is None or not plain_eager(tensors):
+    if op.kernel_autograd is None or not plain_eager(tensors):
         return custom_op(*args)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return op.eager.apply(*args)
-    return op.eager.body(*args)
+    if tensors[0].dtype in op.reference_dtypes or backend.select(tensors[0].device) not in ("cpp", "cuda"):
+        return custom_op(*args)
+    return getattr(torch.ops.electra_fast_C, op.kernel_autograd)(*args)

@@ -14,7 +14,8 @@ input's size is kept. A no-grad forward computes no gradient. There is no double
 Half inputs accumulate in fp32 (the sum in fp64 on CPU); the loss comes back in the logits' dtype.
 
 Kernels: csrc/cpu/rtd_loss.cpp, csrc/cuda/rtd_loss.cu (math in csrc/include/electra_fast/bce.h),
-electra_fast/triton/rtd_loss.py. Tests: tests/ops/test_rtd_loss.py.
+electra_fast/triton/rtd_loss.py; the eager path of the cpp and cuda backends, with this backward in C++:
+csrc/autograd/rtd_loss.cpp. Tests: tests/ops/test_rtd_loss.py.
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ RTD_LOSS = dispatch.Op(
     triton="rtd_loss.rtd_loss_fwd",
     reference=_reference_loss,
     reference_dtypes=(torch.float64,),
-    eager=dispatch.eager_function("RTDLossEager", _rtd_loss, _setup_context, _backward),
+    kernel_autograd="rtd_loss_autograd",
 )
 rtd_loss_op = torch.library.custom_op("electra_fast::rtd_loss", _rtd_loss, mutates_args=())
 rtd_loss_op.register_fake(_rtd_loss_fake)

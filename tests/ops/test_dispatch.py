@@ -1,6 +1,6 @@
 """The op declarations (electra_fast/ops/_dispatch.py): each matches its C++ registration and its custom op,
 and the rules run() and call() apply to every op (float64 on the reference, the lazy Triton import, the
-eager fast path) hold."""
+eager path) hold."""
 import importlib
 import os
 import pkgutil
@@ -131,56 +131,51 @@ def test_run_passes_the_arguments_unchanged_without_launch():
     assert calls == [] and counts.tolist() == [2, 1, 1, 2]
 
 
-_CALLS = []
-
-
-def _double(x):
-    _CALLS.append("body")
-    return x * 2
-
-
-def _setup_context(ctx, inputs, output):
-    _CALLS.append("setup_context")
-    ctx.scale = 2
-
-
-def _backward(ctx, grad):
-    return grad * ctx.scale
-
-
-_DOUBLE_EAGER = dispatch.eager_function("DoubleEager", _double, _setup_context, _backward)
-
-
-def _custom_double(x):
-    _CALLS.append("custom op")
-    return x * 2
-
-
 class _Passthrough(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return func(*args, **(kwargs or {}))
 
 
-def test_eager_fast_path_only_in_plain_eager():
-    _CALLS.clear()
-    fast = _probe([], eager=_DOUBLE_EAGER)
-    x = torch.ones(3)
-    assert torch.equal(dispatch.call(fast, _custom_double, x), x * 2)
-    assert _CALLS == ["body"]  # no gradient needed: the body alone
-    _CALLS.clear()
-    leaf = x.clone().requires_grad_()
-    y = dispatch.call(fast, _custom_double, leaf)
-    assert type(y.grad_fn).__name__ == "DoubleEagerBackward" and _CALLS == ["body", "setup_context"]
-    y.backward(torch.tensor([1.0, 2.0, 3.0]))
-    assert torch.equal(leaf.grad, torch.tensor([2.0, 4.0, 6.0]))
-    _CALLS.clear()
-    with torch.no_grad():
-        assert dispatch.call(fast, _custom_double, leaf).grad_fn is None
-    assert _CALLS == ["body"]
-    _CALLS.clear()
-    dispatch.call(fast, _custom_double, torch.ones(3, device="meta"))
-    with _Passthrough():
-        dispatch.call(fast, _custom_double, x)
-    dispatch.call(fast, _custom_double, torch.nn.Parameter(x))
-    dispatch.call(_probe([]), _custom_double, x)
-    assert _CALLS == ["custom op"] * 4
+def test_call_takes_the_cpp_autograd_kernel_only_in_plain_eager_on_cpp():
+    if "cpp" not in backend.available("cpu"):
+        pytest.skip("needs the cpp backend")
+    from dataclasses import replace
+
+    from electra_fast.ops.rtd_loss import RTD_LOSS, _prepare, rtd_loss_op
+
+    calls = []
+
+    def custom(*args):
+        calls.append("custom op")
+        return rtd_loss_op(*args)
+
+    x, y = torch.randn(3, 5), torch.rand(3, 5) > 0.5
+
+    def args(logits):
+        return (*_prepare(logits, y, None), 2, logits.requires_grad)
+
+    with backend.use("cpp"):
+        loss, grad = dispatch.call(RTD_LOSS, custom, *args(x.clone().requires_grad_()))
+        assert calls == [] and "RtdLoss" in loss.grad_fn.name() and grad.shape == x.shape
+        with torch.no_grad():
+            assert dispatch.call(RTD_LOSS, custom, *args(x))[0].grad_fn is None
+        assert calls == []
+        dispatch.call(RTD_LOSS, custom, *args(x.double()))  # a reference dtype
+        dispatch.call(RTD_LOSS, custom, *args(torch.nn.Parameter(x)))  # a subclass
+        with _Passthrough():
+            dispatch.call(RTD_LOSS, custom, *args(x))
+        dispatch.call(replace(RTD_LOSS, kernel_autograd=None), custom, *args(x))
+    with backend.use("reference"):
+        dispatch.call(RTD_LOSS, custom, *args(x))
+    assert calls == ["custom op"] * 5
+
+
+AUTOGRAD_KERNELS = [op for op in DECLARED if op.kernel_autograd is not None]
+
+
+@pytest.mark.parametrize("op", AUTOGRAD_KERNELS, ids=[op.name for op in AUTOGRAD_KERNELS])
+def test_autograd_kernel_takes_and_returns_what_the_kernel_does(op):
+    if not _extension.load():
+        pytest.skip("electra_fast._C is not built")
+    registered = str(getattr(torch.ops.electra_fast_C, op.kernel_autograd).default._schema)
+    assert _arguments_and_returns(registered) == _arguments_and_returns(op.kernel)
