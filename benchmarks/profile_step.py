@@ -17,12 +17,10 @@ a timed one, the more so the more ops it runs: the step times to quote come from
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -69,11 +67,11 @@ def _is_op(name: str) -> bool:
     return "::" in name and not name.startswith(("autograd::", "torch::autograd::"))
 
 
-def categorise(name: str, ancestors: Sequence[str] = (), ours: FrozenSet[str] = frozenset()) -> str:
+def categorise(name: str, ancestors: Sequence[str] = ()) -> str:
     """The category of one profiled event's self time, from its name and its ancestors' (innermost first).
 
-    Precedence: anything under one of our ops (electra_fast::*, electra_fast_C::*, their autograd wrappers, or
-    an eager fast-path Function named in `ours`) is our_kernels, anything under optimizer.step/zero_grad is
+    Precedence: anything under one of our ops (electra_fast::*, electra_fast_C::*, their autograd wrappers and
+    C++ autograd nodes) is our_kernels, anything under optimizer.step/zero_grad is
     optimizer; a GEMM is gemm wherever it runs (so attention's bmm counts as GEMM, forward and backward
     alike); then the nearest fusable family among the event and its ancestors (dropout: bernoulli_ and the
     scaling inside aten::dropout; layernorm; gelu; attention: SDPA with its softmax and mask checks, and
@@ -81,7 +79,7 @@ def categorise(name: str, ancestors: Sequence[str] = (), ours: FrozenSet[str] = 
     autograd nodes and engine) is overhead; the rest is other. The backward of a non-fused dropout is a plain
     MulBackward0, so it counts as element-wise."""
     chain = (name, *ancestors)
-    if any("electra_fast" in n or n in ours or n.removesuffix("Backward") in ours for n in chain):
+    if any("electra_fast" in n for n in chain):
         return "our_kernels"
     base = _base(name)
     if base.startswith(("_foreach_", "_fused_adam")) or any(n == PHASES[2] or n.startswith("Optimizer.")
@@ -101,19 +99,6 @@ def categorise(name: str, ancestors: Sequence[str] = (), ours: FrozenSet[str] = 
     return "other"
 
 
-def eager_function_names() -> FrozenSet[str]:
-    """The autograd.Function names of our ops' eager fast paths: they call our kernels without going through
-    the electra_fast:: custom op, so the profiler shows the Function's name instead."""
-    import electra_fast.ops as ops
-    from electra_fast.ops._dispatch import Op
-
-    names = set()
-    for info in pkgutil.iter_modules(ops.__path__):
-        module = importlib.import_module(f"{ops.__name__}.{info.name}")
-        names |= {v.eager.__name__ for v in vars(module).values() if isinstance(v, Op) and v.eager is not None}
-    return frozenset(names)
-
-
 def _ancestors(event) -> List[str]:
     names = []
     parent = event.cpu_parent
@@ -123,7 +108,7 @@ def _ancestors(event) -> List[str]:
     return names
 
 
-def breakdown(events, ours: FrozenSet[str] = frozenset()) -> Dict[tuple, List[float]]:
+def breakdown(events) -> Dict[tuple, List[float]]:
     """{(phase, category, op name): [self microseconds, op calls]} summed over the profiled events that ran
     under a phase range (events outside every phase are not part of a step)."""
     totals: Dict[tuple, List[float]] = defaultdict(lambda: [0.0, 0])
@@ -132,7 +117,7 @@ def breakdown(events, ours: FrozenSet[str] = frozenset()) -> Dict[tuple, List[fl
         phase = next((n for n in (event.name, *ancestors) if n in PHASES), None)
         if phase is None:
             continue
-        cell = totals[(phase, categorise(event.name, ancestors, ours), event.name)]
+        cell = totals[(phase, categorise(event.name, ancestors), event.name)]
         cell[0] += event.self_cpu_time_total
         cell[1] += _is_op(event.name)
     return totals
@@ -169,7 +154,6 @@ def profile_step(preset: str = "small", batch: int = 8, seq_len: int = 128, step
 
     corpus = load_corpus(ElectraConfig.preset(preset).vocab_size, batch, seq_len, warmup + steps)
     runners = build_runners(preset, corpus, keeps=(), thresholds=(), statistical=(), hf_samplings=("gumbel",))
-    ours = eager_function_names()
     rows: List[Dict[str, object]] = []
     for runner in runners:
         for k in range(warmup):
@@ -177,7 +161,7 @@ def profile_step(preset: str = "small", batch: int = 8, seq_len: int = 128, step
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for k in range(steps):
                 runner.step(corpus.batches[warmup + k], record=False)
-        for row in rows_of(runner.family, breakdown(prof.events(), ours), steps, top_ops):
+        for row in rows_of(runner.family, breakdown(prof.events()), steps, top_ops):
             rows.append({**row, "preset": preset, "batch": batch, "seq_len": seq_len, "steps": steps})
     return rows
 
