@@ -3,8 +3,9 @@ must be set before any @triton.jit decoration runs, so it is set here, before an
 Triton modules (importing torch imports none). With a GPU it is left unset, so the GPU tier runs the
 compiled Triton kernels. The Triton and inductor caches go to a temp dir.
 
-The interpreter is made to pass a Python float to a kernel as float32, as the compiled JIT does (it would keep
-the double): a kernel that needs a double argument then fails here as it would on a GPU."""
+The interpreter is made to do two things as the compiled kernels do: pass a Python float to a kernel as float32
+(it would keep the double), so that a kernel that needs a double argument fails here as it would on a GPU; and
+round float32 to bfloat16 to nearest even (it would truncate)."""
 import os
 import sys
 import tempfile
@@ -24,23 +25,30 @@ import electra_fast  # noqa: E402
 from electra_fast import backend  # noqa: E402
 
 
-def _interpreter_floats_as_float32():
+def _interpreter_as_compiled():
     import numpy as np
     import triton.language as tl
     from triton.runtime import interpreter
 
-    to_kernel_arg = interpreter._implicit_cvt
+    to_kernel_arg, convert_float = interpreter._implicit_cvt, interpreter._convert_float
 
     def as_the_jit_passes(arg):
         if isinstance(arg, float):
             return tl.tensor(interpreter.TensorHandle(np.array([arg], dtype=np.float32), tl.float32), tl.float32)
         return to_kernel_arg(arg)
 
+    def round_to_nearest_even(data, src, dst, rounding_mode):
+        if src == tl.float32 and dst == tl.bfloat16 and rounding_mode != interpreter._ir.ROUNDING_MODE.RTZ:
+            floats = torch.from_numpy(np.ascontiguousarray(data).view(np.float32))
+            return floats.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+        return convert_float(data, src, dst, rounding_mode)
+
     interpreter._implicit_cvt = as_the_jit_passes
+    interpreter._convert_float = round_to_nearest_even
 
 
 if os.environ.get("TRITON_INTERPRET") == "1" and "triton" in backend.available("cpu"):
-    _interpreter_floats_as_float32()
+    _interpreter_as_compiled()
 
 
 def pytest_addoption(parser):

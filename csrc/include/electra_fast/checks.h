@@ -226,4 +226,12 @@ inline void check_philox_uniform_out(const at::Tensor& out) {
   check_dtype(out, at::kFloat, "out");
 }
 
+// --- dropout ----------------------------------------------------------------------------------------
+
+inline void check_dropout_args(const at::Tensor& x, double p) {
+  check_tensor(x, "x", x.device());
+  TORCH_CHECK(is_kernel_float(x.scalar_type()), "x must be float32, float16 or bfloat16, got ", x.scalar_type());
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "p must be in [0, 1], got ", p);
+}
+
 }  // namespace electra_fast

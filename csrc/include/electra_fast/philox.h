@@ -24,21 +24,27 @@ constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
 constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 
-EF_HOST_DEVICE EF_INLINE void mulhilo32(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
-  const uint64_t p = static_cast<uint64_t>(a) * static_cast<uint64_t>(b);
-  hi = static_cast<uint32_t>(p >> 32);
-  lo = static_cast<uint32_t>(p);
-}
+// (hi, lo) 32-bit halves of a * b.
+struct MulHiLo32 {
+  EF_HOST_DEVICE EF_INLINE void operator()(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) const {
+    const uint64_t p = static_cast<uint64_t>(a) * static_cast<uint64_t>(b);
+    hi = static_cast<uint32_t>(p >> 32);
+    lo = static_cast<uint32_t>(p);
+  }
+};
 
-EF_HOST_DEVICE EF_INLINE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
-                                                uint32_t k0, uint32_t k1) {
+// The ten rounds, in place, on counter words of type T: uint32_t, or in the CPU kernels a SIMD vector of
+// uint32 lanes (csrc/cpu/philox_simd.h) with its own mulhilo; T's lanes wrap as uint32_t does.
+template <typename T, typename MulHiLo>
+EF_HOST_DEVICE EF_ALWAYS_INLINE void philox_rounds(T& c0, T& c1, T& c2, T& c3, uint32_t k0, uint32_t k1,
+                                                   MulHiLo mulhilo) {
 #pragma unroll
   for (int round = 0; round < 10; ++round) {
-    uint32_t hi0, lo0, hi1, lo1;
-    mulhilo32(kPhiloxM0, c0, hi0, lo0);
-    mulhilo32(kPhiloxM1, c2, hi1, lo1);
-    const uint32_t n0 = hi1 ^ c1 ^ k0;
-    const uint32_t n2 = hi0 ^ c3 ^ k1;
+    T hi0, lo0, hi1, lo1;
+    mulhilo(kPhiloxM0, c0, hi0, lo0);
+    mulhilo(kPhiloxM1, c2, hi1, lo1);
+    const T n0 = hi1 ^ c1 ^ k0;
+    const T n2 = hi0 ^ c3 ^ k1;
     c0 = n0;
     c1 = lo1;
     c2 = n2;
@@ -46,6 +52,11 @@ EF_HOST_DEVICE EF_INLINE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
+}
+
+EF_HOST_DEVICE EF_INLINE Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                                                uint32_t k0, uint32_t k1) {
+  philox_rounds(c0, c1, c2, c3, k0, k1, MulHiLo32{});
   Philox4 out;
   out.w[0] = c0;
   out.w[1] = c1;
