@@ -16,11 +16,11 @@ from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-OP_RESULTS = ("rtd_loss", "replace", "generator_head", "early_exit")
+OP_RESULTS = ("rtd_loss", "replace", "generator_head", "early_exit", "dropout")
 # columns that identify a row of an op benchmark (whichever a script has), then the figures worth quoting
 OP_KEYS = ("op", "B", "T", "M", "V", "E", "H", "N", "batch", "seq_len", "active", "shape", "case", "dtype", "pass",
            "mode", "direction", "impl", "backend", "method")
-OP_FIGURES = ("ms", "peak_mib", "peak_mb", "peak_bytes")
+OP_FIGURES = ("ms", "peak_mib", "peak_mb", "peak_bytes", "saved_bytes")
 
 
 def load(out_dir: Path, name: str) -> Optional[Dict[str, object]]:

@@ -100,3 +100,19 @@ def test_early_exit_gather_scatter_128x128x256(benchmark, impl):
         return out
 
     run(benchmark, ours if impl == "ours" else eager, rounds=20)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_dropout_fwd_bwd_8x4x128x128(benchmark, impl):
+    benchmark.group = "dropout 8x4x128x128 fwd+bwd"
+    x = torch.randn(8, 4, 128, 128, requires_grad=True)
+    up = torch.ones_like(x)
+    seeds = iter(range(1, 1 << 40))
+
+    def ours():
+        EF.dropout(x, 0.1, seed=next(seeds)).backward(up)
+
+    def eager():
+        F.dropout(x, 0.1, training=True).backward(up)
+
+    run(benchmark, ours if impl == "ours" else eager)

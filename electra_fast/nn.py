@@ -6,6 +6,36 @@ from typing import Optional, Tuple
 import torch
 
 from . import functional as F
+from .ops._dispatch import plain_eager
+
+
+class Dropout(torch.nn.Module):
+    """A drop-in for torch.nn.Dropout on `electra_fast.functional.dropout`: the mask is drawn from the Philox
+    stream and drawn again in backward instead of being stored.
+
+    Each training-mode call takes a new stream seed from torch's default CPU generator, so torch.manual_seed
+    (and a checkpoint of torch's RNG state) reproduce the masks. Under torch.compile it is torch's dropout,
+    which inductor fuses with the ops around it (the stream's seed would be a data-dependent value there), and
+    so it is for fake tensors, dispatch modes and tensor subclasses, which have no seed to draw.
+    forward(x) -> x with elements zeroed with probability p and the rest scaled by 1 / (1 - p); x in eval mode.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if isinstance(p, bool) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if not plain_eager((x,)):
+            return torch.nn.functional.dropout(x, self.p, training=True)
+        seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+        return F.dropout(x, self.p, seed=seed)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class RTDLoss(torch.nn.Module):

@@ -6,6 +6,7 @@ Shapes: B rows, T tokens, E embedding size, H hidden size, I FFN size, n heads o
     EncoderLayer (post-LN, as BERT/ELECTRA):
         a = LayerNorm(x + dropout(W_o SDPA(W_q x, W_k x, W_v x; key mask)))
         y = LayerNorm(a + dropout(W_2 GELU(W_1 a)))
+Dropout is electra_fast.nn.Dropout (masks drawn from the Philox stream, not stored for backward).
 Attention is `scaled_dot_product_attention` with a [B,1,1,T] boolean key mask: padded keys are
 ignored, padded queries still produce (unused) outputs. A row without any valid key attends to all
 of its keys instead of producing NaN (the rows of a re-padded early-exit batch can be empty).
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn import Dropout
 from .config import ElectraConfig
 
 
@@ -46,7 +48,7 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, e)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, e)
         self.LayerNorm = nn.LayerNorm(e, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor] = None,
                 word_delta: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -86,7 +88,7 @@ class EncoderLayer(nn.Module):
         self.ffn_in = nn.Linear(hidden_size, intermediate_size)
         self.ffn_out = nn.Linear(intermediate_size, hidden_size)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.attention_dropout = config.attention_probs_dropout_prob
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:

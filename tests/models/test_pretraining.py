@@ -187,3 +187,27 @@ def test_discriminator_compiles_fullgraph():
     ref_hidden, ref_logits = model.discriminator(ids, mask)
     torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(hidden, ref_hidden, rtol=1e-4, atol=1e-5)
+
+
+def test_hidden_dropout_is_dropout_and_follows_torchs_seed():
+    """Training mode drops (the embeddings' output has about p of its elements zeroed, scaled by 1/(1-p)),
+    torch.manual_seed reproduces the step, and eval mode is deterministic and dropout-free."""
+    cfg = tiny_config(hidden_dropout_prob=0.2)
+    model = ElectraForPretraining(cfg)
+    ids, mask = batch()
+    emb = model.discriminator.embeddings
+    model.train()
+    out = emb(ids)
+    model.eval()
+    clean = emb(ids)
+    zero = out == 0
+    assert 0.12 < zero.float().mean().item() < 0.28
+    torch.testing.assert_close(out[~zero], clean[~zero] / 0.8)
+    model.train()
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        losses.append(model(ids, mask, seed=1).loss)
+    assert torch.equal(losses[0], losses[1])
+    torch.manual_seed(6)
+    assert not torch.equal(model(ids, mask, seed=1).loss, losses[0])

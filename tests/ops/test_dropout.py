@@ -116,3 +116,43 @@ def test_bad_input():
     for fn, exc, message in cases:
         with pytest.raises(exc, match=message):
             fn()
+
+
+# ------------------------------------------------------------------ the module (electra_fast.nn.Dropout)
+def test_module_draws_a_new_stream_per_call_from_torchs_generator():
+    from electra_fast.nn import Dropout
+
+    drop = Dropout(0.5)
+    x = torch.ones(4, 256)
+    torch.manual_seed(3)
+    a, b = drop(x), drop(x)
+    assert not torch.equal(a, b)  # a new seed per call
+    torch.manual_seed(3)
+    assert torch.equal(drop(x), a) and torch.equal(drop(x), b)  # torch's seed reproduces them
+    assert set(a.unique().tolist()) <= {0.0, 2.0}
+    drop.eval()
+    assert drop(x) is x
+    assert Dropout(0.0)(x) is x
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\], got 1.5"):
+        Dropout(1.5)
+
+
+def test_module_gradient_uses_the_forwards_mask():
+    from electra_fast.nn import Dropout
+
+    x = torch.randn(3, 100, requires_grad=True)
+    y = Dropout(0.3)(x)
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad != 0, y != 0)
+    torch.testing.assert_close(x.grad[y != 0], torch.full_like(x.grad[y != 0], 1 / 0.7))
+
+
+def test_module_under_torch_compile_is_torchs_dropout():
+    from electra_fast.nn import Dropout
+
+    torch._dynamo.reset()
+    drop = Dropout(0.25)
+    y = torch.compile(drop, fullgraph=True)(torch.ones(64, 64))
+    kept = y != 0
+    assert 0.6 < kept.float().mean().item() < 0.9
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.75))
