@@ -7,7 +7,8 @@ Shapes: B rows, T tokens, E embedding size, H hidden size, I FFN size, n heads o
         a = LayerNorm(x + dropout(W_o SDPA(W_q x, W_k x, W_v x; key mask)))
         y = LayerNorm(a + dropout(W_2 GELU(W_1 a)))
 Dropout is electra_fast.nn.Dropout (masks drawn from the Philox stream, not stored for backward).
-Attention is `scaled_dot_product_attention` with a [B,1,1,T] boolean key mask: padded keys are
+Attention is `scaled_dot_product_attention` (in training on CPU, the same math with that dropout on the
+probabilities: EncoderLayer.attention) with a [B,1,1,T] boolean key mask: padded keys are
 ignored, padded queries still produce (unused) outputs. A row without any valid key attends to all
 of its keys instead of producing NaN (the rows of a re-padded early-exit batch can be empty).
 """
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import Dropout
+from ..ops._dispatch import plain_eager
 from .config import ElectraConfig
 
 
@@ -89,17 +91,26 @@ class EncoderLayer(nn.Module):
         self.ffn_out = nn.Linear(intermediate_size, hidden_size)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
-        self.attention_dropout = config.attention_probs_dropout_prob
+        self.attention_dropout = Dropout(config.attention_probs_dropout_prob)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         h = x.shape[-1]
         # unflatten/flatten of the last dims only: no guard on the (possibly data-dependent) length
         q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, h // self.num_heads)).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                           dropout_p=self.attention_dropout if self.training else 0.0)
-        a = a.transpose(1, 2).flatten(2)
+        a = self.attention(q, k, v, attn_mask).transpose(1, 2).flatten(2)
         x = self.attn_norm(x + self.dropout(self.attn_out(a)))
         return self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) over the keys attn_mask allows, dropped out) v: [B,n,L,d] -> [B,n,L,d].
+
+        SDPA, except in training on CPU in plain eager mode: there no fused CPU kernel draws the dropout, so
+        SDPA runs this same math with torch's Bernoulli dropout, and the Philox dropout is cheaper."""
+        p = self.attention_dropout.p if self.training else 0.0
+        if p == 0.0 or q.device.type != "cpu" or not plain_eager((q,)):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        return self.attention_dropout(scores.masked_fill(~attn_mask, float("-inf")).softmax(-1)) @ v
 
 
 class Encoder(nn.Module):

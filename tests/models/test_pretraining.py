@@ -211,3 +211,21 @@ def test_hidden_dropout_is_dropout_and_follows_torchs_seed():
     assert torch.equal(losses[0], losses[1])
     torch.manual_seed(6)
     assert not torch.equal(model(ids, mask, seed=1).loss, losses[0])
+
+
+def test_cpu_training_attention_is_sdpas_math_with_philox_dropout(monkeypatch):
+    """In training on CPU the layer computes attention itself (to drop the probabilities with the Philox
+    dropout): with that dropout taken out it equals SDPA's, and with it the probabilities are dropped."""
+    from electra_fast.models.encoder import EncoderLayer, key_mask
+
+    cfg = tiny_config(attention_probs_dropout_prob=0.5)
+    layer = EncoderLayer(32, 2, 64, cfg).train()
+    q, k, v = torch.randn(3, 2, 2, 9, 16).unbind(0)
+    mask = key_mask(torch.tensor([[1] * 9, [1] * 5 + [0] * 4]))
+    dropped = layer.attention(q, k, v, mask)
+    monkeypatch.setattr(layer.attention_dropout, "forward", lambda probs: probs)
+    plain = layer.attention(q, k, v, mask)
+    torch.testing.assert_close(plain, torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    assert not torch.allclose(dropped, plain)
+    layer.eval()
+    torch.testing.assert_close(layer.attention(q, k, v, mask), plain)
