@@ -410,6 +410,23 @@ def early_exit_cases() -> List[Case]:
     return cases
 
 
+# ------------------------------------------------------------------------------------------- dropout
+def _dropout_case(shape, dtype, p):
+    def run(device):
+        g = _generator(9, *shape)
+        x = torch.randn(shape, generator=g).to(device, dtype).requires_grad_()
+        y = F.dropout(x, p, seed=SEED, offset=OFFSET)
+        (grad,) = _grads(y, [x], g)
+        return {"y": Out(y), "grad": Out(grad)}  # the same mask and scale on every backend, bit for bit
+
+    return Case("dropout", f"{_dt(dtype)} {list(shape)} p={p}", run)
+
+
+def dropout_cases() -> List[Case]:
+    return [_dropout_case((3, 1037), torch.float32, 0.1), _dropout_case((2, 5, 67), torch.bfloat16, 0.5),
+            _dropout_case((65,), torch.float16, 1.0)]
+
+
 def _dt(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int32: "int32",
             torch.int64: "int64"}[dtype]
@@ -418,4 +435,4 @@ def _dt(dtype: torch.dtype) -> str:
 def all_cases() -> List[Case]:
     """Every case, grouped by op in the order the selftest reports them."""
     return (rtd_cases() + mask_cases() + sample_cases() + statistical_cases() + head_cases() + exit_cases()
-            + early_exit_cases())
+            + early_exit_cases() + dropout_cases())
