@@ -167,8 +167,10 @@ def test_ops_run_on_the_selected_backend(monkeypatch, name):
 
     real_ref = reference.rtd_loss_and_grad
     monkeypatch.setattr(reference, "rtd_loss_and_grad", lambda *a: calls.append("reference") or real_ref(*a))
-    real_cpp = torch.ops.electra_fast_C.rtd_loss_fwd
-    monkeypatch.setattr(torch.ops.electra_fast_C, "rtd_loss_fwd", lambda *a: calls.append("cpp") or real_cpp(*a))
+    # the cpp kernel, called from Python (the custom op) or from the C++ autograd op of the eager path
+    for kernel in ("rtd_loss_fwd", "rtd_loss_autograd"):
+        real_cpp = getattr(torch.ops.electra_fast_C, kernel)
+        monkeypatch.setattr(torch.ops.electra_fast_C, kernel, lambda *a, real=real_cpp: calls.append("cpp") or real(*a))
     if name == "triton":
         from electra_fast.triton import rtd_loss as triton_rtd
 
