@@ -7,7 +7,7 @@ import torch
 
 from electra_fast import _extension
 
-KERNELS = ("generator_head_rows", "rtd_count_real", "rtd_loss_fwd", "sample_replace")
+KERNELS = ("dropout", "generator_head_rows", "rtd_count_real", "rtd_loss_fwd", "sample_replace")
 
 pytestmark = pytest.mark.skipif(not _extension.load(), reason="the C++ extension is not built")
 
