@@ -19,7 +19,7 @@ import torch  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
 
 from bench_rtd_loss import default_backends  # noqa: E402
-from common import compiled, parse_args, print_table, time_fn, write_results  # noqa: E402
+from common import add_speedups, compiled, parse_args, print_table, time_fn, write_results  # noqa: E402
 
 from electra_fast import backend  # noqa: E402
 from electra_fast import functional as F  # noqa: E402
@@ -71,10 +71,7 @@ def bench_shape(name, shape, device, backends, quick):
             rows.append({"op": "dropout", "shape": "x".join(map(str, shape)), "case": name, "device": device,
                          "mode": mode, "impl": impl, **timing.as_dict(), "saved_bytes": saved_bytes(fn, x),
                          "note": torch_compiled.note if impl == "compiled" else ""})
-    base = {(r["mode"], r["impl"]): r["ms"] for r in rows}
-    for r in rows:
-        r["speedup_vs_eager"] = base[(r["mode"], "eager")] / r["ms"]
-        r["speedup_vs_compiled"] = base[(r["mode"], "compiled")] / r["ms"]
+    add_speedups(rows, ("eager", "compiled"))
     return rows
 
 

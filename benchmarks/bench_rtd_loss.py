@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
 
-from common import compiled, parse_args, print_table, time_fn, write_results  # noqa: E402
+from common import add_speedups, compiled, parse_args, print_table, time_fn, write_results  # noqa: E402
 
 from electra_fast import backend  # noqa: E402
 from electra_fast import functional as F  # noqa: E402
@@ -112,10 +112,7 @@ def bench_shape(shape, device, backends, quick):
             rows.append({"op": "rtd_loss", "B": shape[0], "T": shape[1], "device": device, "mode": mode,
                          "impl": impl, **timing.as_dict(), "peak_bytes": peak,
                          "note": ref_compiled.note if impl == "compiled" else ""})
-    base = {(r["mode"], r["impl"]): r["ms"] for r in rows}
-    for r in rows:
-        r["speedup_vs_eager"] = base[(r["mode"], "eager")] / r["ms"]
-        r["speedup_vs_compiled"] = base[(r["mode"], "compiled")] / r["ms"]
+    add_speedups(rows, ("eager", "compiled"))
     return rows
 
 

@@ -232,6 +232,14 @@ class Compiled:
         return self.fn(*args, **kwargs)
 
 
+def add_speedups(rows: Sequence[Dict[str, object]], baselines: Sequence[str], within: str = "mode") -> None:
+    """rows[i]["speedup_vs_<b>"] = the ms of baseline impl b over rows[i]["ms"], among rows of the same `within`."""
+    ms = {(r[within], r["impl"]): r["ms"] for r in rows}
+    for r in rows:
+        for b in baselines:
+            r[f"speedup_vs_{b}"] = ms[(r[within], b)] / r["ms"]
+
+
 def compiled(fn: Callable, **compile_kwargs) -> Compiled:
     """torch.compile(fn, **compile_kwargs) with an eager fallback and a note (see Compiled)."""
     return Compiled(fn, **compile_kwargs)

@@ -70,3 +70,12 @@ def test_a_benchmark_refuses_to_time_kernels_that_are_not_built(monkeypatch):
     with pytest.raises(SystemExit, match=r"backend\(s\) cpp not available for cpu tensors in the installed electra_fast"):
         common.parse_args("x", ["cpp"], [])
     common.require_backends(["reference"], "cpu")  # what is there runs
+
+
+def test_add_speedups_divides_each_baseline_by_the_row_within_its_group():
+    from common import add_speedups
+
+    rows = [{"mode": "fwd", "impl": "eager", "ms": 2.0}, {"mode": "fwd", "impl": "ours", "ms": 0.5},
+            {"mode": "both", "impl": "eager", "ms": 6.0}, {"mode": "both", "impl": "ours", "ms": 2.0}]
+    add_speedups(rows, ("eager",))
+    assert [r["speedup_vs_eager"] for r in rows] == [1.0, 4.0, 1.0, 3.0]

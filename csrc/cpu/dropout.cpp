@@ -7,14 +7,13 @@
 
 #include "electra_fast/checks.h"
 #include "electra_fast/cpu_isa.h"
-#include "fast_math.h"
 #include "philox_simd.h"
 
 namespace electra_fast {
 namespace cpu {
 namespace {
 
-constexpr int64_t kElementsPerBlock = 4 * kPhiloxLanes;  // the elements of 16 counters
+constexpr int64_t kElementsPerBlock = 4 * kLanes;  // the elements of kLanes counters
 // Elements per task of the parallel loop and per float buffer of half inputs (a multiple of the block).
 constexpr int64_t kChunk = 64 * kElementsPerBlock;
 

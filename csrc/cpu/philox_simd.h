@@ -1,4 +1,4 @@
-// Philox4x32-10 on 16 counters at once, for the CPU kernels: philox_rounds of philox.h on GCC vectors of
+// Philox4x32-10 on 16 counters at once (kLanes), for the CPU kernels: philox_rounds of philox.h on GCC vectors of
 // uint32 lanes, the 32x32->64 multiply widened to uint64 lanes. Bit for bit the scalar stream (tests compare
 // with electra_fast/reference/random.py). Always inlined, so each per-ISA build (cpu_isa.h) compiles it for
 // its own instruction set.
@@ -7,13 +7,15 @@
 
 #include "electra_fast/macros.h"
 #include "electra_fast/philox.h"
+#include "fast_math.h"
 
 namespace electra_fast {
 namespace cpu {
 
-constexpr int kPhiloxLanes = 16;
-typedef uint32_t vu32 __attribute__((vector_size(4 * kPhiloxLanes)));
-typedef uint64_t vu64 __attribute__((vector_size(8 * kPhiloxLanes)));
+// counters of kLanes (fast_math.h) lanes: one float vector's worth
+static_assert(kLanes == 16, "philox_lanes_by_element's shuffles are written for 16 lanes");
+typedef uint32_t vu32 __attribute__((vector_size(4 * kLanes)));
+typedef uint64_t vu64 __attribute__((vector_size(8 * kLanes)));
 
 struct VecMulHiLo32 {
   EF_ALWAYS_INLINE void operator()(uint32_t a, vu32 b, vu32& hi, vu32& lo) const {
@@ -31,7 +33,7 @@ struct PhiloxLanes {
 
 EF_ALWAYS_INLINE PhiloxLanes philox_lanes(uint64_t seed, uint64_t offset, uint64_t first) {
   vu32 lane;
-  for (int i = 0; i < kPhiloxLanes; ++i) lane[i] = static_cast<uint32_t>(i);
+  for (int i = 0; i < kLanes; ++i) lane[i] = static_cast<uint32_t>(i);
   const vu64 index = __builtin_convertvector(lane, vu64) + first;
   vu32 c0 = __builtin_convertvector(index, vu32);
   vu32 c1 = __builtin_convertvector(index >> 32, vu32);
