@@ -7,7 +7,8 @@ The backward is the same op on the upstream gradient: the mask is drawn again, s
 for it (torch's dropout keeps a byte per element). Every backend draws the same mask bit for bit.
 
 Kernels: csrc/cpu/dropout.cpp (16 counters per SIMD step, csrc/cpu/philox_simd.h), csrc/cuda/dropout.cu,
-electra_fast/triton/dropout.py. Tests: tests/ops/test_dropout.py. Benchmark: benchmarks/bench_dropout.py.
+electra_fast/triton/dropout.py; the eager path of the cpp and cuda backends, a C++ autograd node:
+csrc/autograd/dropout.cpp. Tests: tests/ops/test_dropout.py. Benchmark: benchmarks/bench_dropout.py.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ DROPOUT = dispatch.Op(
     triton="dropout.dropout",
     reference=reference.dropout,
     reference_dtypes=(torch.float64,),
+    kernel_autograd="dropout_autograd",
 )
 
 
@@ -70,4 +72,4 @@ def dropout(x: torch.Tensor, p: float = 0.1, *, seed: int, offset: int = 0, trai
     check_seed(seed, offset)
     if not training or p == 0.0:
         return x
-    return dropout_op(x.contiguous(), float(p), seed, offset)
+    return dispatch.call(DROPOUT, dropout_op, x.contiguous(), float(p), seed, offset)

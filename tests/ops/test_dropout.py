@@ -156,3 +156,24 @@ def test_module_under_torch_compile_is_torchs_dropout():
     kept = y != 0
     assert 0.6 < kept.float().mean().item() < 0.9
     torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.75))
+
+
+def test_eager_path_equals_custom_op_bit_for_bit_and_has_a_second_backward():
+    """On cpp the public call is the C++ autograd node (ops/_dispatch.py: call); the custom op gives the same
+    values and gradients, and the node's backward is dropout again, so a second backward is the mask once more."""
+    if "cpp" not in __import__("electra_fast").backend.available("cpu"):
+        pytest.skip("needs the cpp backend")
+    x = torch.randn(4, 300)
+    up = torch.randn(4, 300)
+    a = x.clone().requires_grad_()
+    fast = F.dropout(a, 0.3, seed=8, offset=2)
+    assert "Dropout" in fast.grad_fn.name()
+    (ga,) = torch.autograd.grad(fast, a, up, create_graph=True)
+    b = x.clone().requires_grad_()
+    slow = ops.dropout_op(b, 0.3, 8, 2)
+    (gb,) = torch.autograd.grad(slow, b, up, create_graph=True)
+    assert torch.equal(fast, slow) and torch.equal(ga, gb)
+    up.requires_grad_()
+    (gga,) = torch.autograd.grad(F.dropout(a, 0.3, seed=8, offset=2), a, up, create_graph=True)
+    (second,) = torch.autograd.grad(gga.sum(), up)
+    assert torch.equal(second, F.dropout(torch.ones_like(x), 0.3, seed=8, offset=2))
