@@ -41,7 +41,8 @@ def test_every_op_passes_on_every_backend_here(full_run):
 
 
 def _break(monkeypatch, op_name, backend_name, wrong):
-    """Make backend_name's kernel of op `op_name` return wrong(real outputs, *args)."""
+    """Make backend_name's kernel of op `op_name` return wrong(real outputs, *args), also on the op's C++ eager
+    path (its kernel_autograd) for the cpp and cuda backends."""
     original = dispatch.kernel
 
     def kernel(op, name):
@@ -51,6 +52,22 @@ def _break(monkeypatch, op_name, backend_name, wrong):
         return lambda *args: wrong(real(*args), *args)
 
     monkeypatch.setattr(dispatch, "kernel", kernel)
+    declared = [op for op in _declared_ops() if op.name == op_name]
+    if backend_name in ("cpp", "cuda") and declared and declared[0].kernel_autograd:
+        real = getattr(torch.ops.electra_fast_C, declared[0].kernel_autograd)
+        monkeypatch.setattr(torch.ops.electra_fast_C, declared[0].kernel_autograd,
+                            lambda *args: wrong(real(*args), *args))
+
+
+def _declared_ops():
+    import importlib
+    import pkgutil
+
+    import electra_fast.ops
+
+    names = [m.name for m in pkgutil.iter_modules(electra_fast.ops.__path__) if not m.name.startswith("_")]
+    modules = [importlib.import_module(f"electra_fast.ops.{name}") for name in names]
+    return [v for module in modules for v in vars(module).values() if isinstance(v, dispatch.Op)]
 
 
 def test_a_wrong_value_fails(monkeypatch):
