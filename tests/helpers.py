@@ -1,8 +1,13 @@
 """Shared test utilities."""
+import importlib
+import pkgutil
+
 import pytest
 import torch
 
+import electra_fast.ops
 from electra_fast import backend
+from electra_fast.ops import _dispatch as dispatch
 
 
 def device_backends():
@@ -36,3 +41,12 @@ PAIRS = [pytest.param(p, id=pair_id(p)) for p in CPU_PAIRS] + GPU_PAIRS
 def over_pairs(argname="on"):
     """Parametrise a test over PAIRS through the `on` fixture (tests/conftest.py)."""
     return pytest.mark.parametrize(argname, PAIRS, indirect=True)
+
+
+def declared_ops(modules=None):
+    """The dispatch.Op declarations of `modules` (default: every electra_fast/ops/<op>.py, whose ops each run
+    through a custom op electra_fast::<name>)."""
+    if modules is None:
+        names = [m.name for m in pkgutil.iter_modules(electra_fast.ops.__path__) if not m.name.startswith("_")]
+        modules = [importlib.import_module(f"electra_fast.ops.{name}") for name in names]
+    return [op for module in modules for op in vars(module).values() if isinstance(op, dispatch.Op)]

@@ -12,6 +12,7 @@ import torch
 from electra_fast import _selftest_cases as cases
 from electra_fast import cli, selftest
 from electra_fast.ops import _dispatch as dispatch
+from tests.helpers import declared_ops
 
 
 @pytest.fixture(scope="module")
@@ -52,22 +53,11 @@ def _break(monkeypatch, op_name, backend_name, wrong):
         return lambda *args: wrong(real(*args), *args)
 
     monkeypatch.setattr(dispatch, "kernel", kernel)
-    declared = [op for op in _declared_ops() if op.name == op_name]
+    declared = [op for op in declared_ops() if op.name == op_name]
     if backend_name in ("cpp", "cuda") and declared and declared[0].kernel_autograd:
         real = getattr(torch.ops.electra_fast_C, declared[0].kernel_autograd)
         monkeypatch.setattr(torch.ops.electra_fast_C, declared[0].kernel_autograd,
                             lambda *args: wrong(real(*args), *args))
-
-
-def _declared_ops():
-    import importlib
-    import pkgutil
-
-    import electra_fast.ops
-
-    names = [m.name for m in pkgutil.iter_modules(electra_fast.ops.__path__) if not m.name.startswith("_")]
-    modules = [importlib.import_module(f"electra_fast.ops.{name}") for name in names]
-    return [v for module in modules for v in vars(module).values() if isinstance(v, dispatch.Op)]
 
 
 def test_a_wrong_value_fails(monkeypatch):

@@ -10,8 +10,8 @@ Each stage has a budget, its time on one H200 as measured by the first run there
 up to 570 s, under the 10 minutes the whole check is meant to take; the README's "GPU status" has the
 measurements), and is stopped at three times its budget. The GPU tests print each failure as it happens
 (--failures-at-once), so that a later crash of the test process cannot lose it. All stages share one fresh
-Triton and inductor cache, so a kernel is compiled once. The report holds each stage's output, then one line per stage (status, seconds,
-budget) and the total. Exit status 1 when a stage failed or was stopped, 2 when no GPU is visible
+Triton and inductor cache, so a kernel is compiled once. The report holds each stage's output, then one line
+per stage (status, seconds, budget) and the total. Exit status 1 when a stage failed or was stopped, 2 when no GPU is visible
 (nothing runs then).
 
     python tools/gpu_check.py [--report gpu-check-report.txt] [--bench-out gpu-check-bench]

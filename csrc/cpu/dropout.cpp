@@ -7,6 +7,7 @@
 
 #include "electra_fast/checks.h"
 #include "electra_fast/cpu_isa.h"
+#include "electra_fast/dropout.h"
 #include "philox_simd.h"
 
 namespace electra_fast {
@@ -28,8 +29,7 @@ EF_ALWAYS_INLINE void dropout_float_impl(const float* x, float* y, int64_t n, in
     for (int j = 0; j < 4; ++j) {
       const int64_t at = begin + j * kLanes;
       if (at >= n) break;
-      const vfloat u = (__builtin_convertvector((vint)(words[j] >> 9), vfloat) + 0.5f) * 1.1920928955078125e-07f;
-      const auto keep = u >= threshold;
+      const auto keep = word_to_uniform(words[j]) >= threshold;
       if (at + kLanes <= n) {
         vstore(y + at, keep ? vload(x + at) * scale : vfloat{});
       } else {
@@ -55,7 +55,7 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offs
   at::Tensor y = at::empty_like(x);
   const int64_t n = x.numel();
   const float pf = static_cast<float>(p);
-  const float scale = p == 1.0 ? 0.f : static_cast<float>(1.0 / (1.0 - p));
+  const float scale = dropout_scale(p);
   const auto s = static_cast<uint64_t>(seed), o = static_cast<uint64_t>(offset);
   EF_DISPATCH_FLOAT_HALF_BF16(x.scalar_type(), "dropout_cpu", [&] {
     const scalar_t* in = x.data_ptr<scalar_t>();

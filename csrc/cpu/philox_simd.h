@@ -43,6 +43,12 @@ EF_ALWAYS_INLINE PhiloxLanes philox_lanes(uint64_t seed, uint64_t offset, uint64
   return {{c0, c1, c2, c3}};
 }
 
+// word_to_uniform of philox.h on each lane: ((w >> 9) + 0.5) * 2^-23, exact in float32 (w >> 9 < 2^23, so
+// the signed conversion is exact too).
+EF_ALWAYS_INLINE vfloat word_to_uniform(vu32 w) {
+  return (__builtin_convertvector((vint)(w >> 9), vfloat) + 0.5f) * 1.1920928955078125e-07f;  // 2^-23
+}
+
 // The 64 words of those counters in element order (element 4 * lane + k takes word k of its counter),
 // as four vectors of 16: out[j][i] is element 16 j + i.
 EF_ALWAYS_INLINE void philox_lanes_by_element(const PhiloxLanes& r, vu32 out[4]) {

@@ -5,6 +5,7 @@
 
 #include "cuda_utils.cuh"
 #include "electra_fast/checks.h"
+#include "electra_fast/dropout.h"
 #include "electra_fast/philox.h"
 
 namespace electra_fast {
@@ -36,7 +37,7 @@ at::Tensor dropout_cuda(const at::Tensor& x, double p, int64_t seed, int64_t off
   const int64_t n = x.numel();
   if (n == 0) return y;
   const c10::cuda::CUDAGuard guard(x.device());
-  const float scale = p == 1.0 ? 0.f : static_cast<float>(1.0 / (1.0 - p));
+  const float scale = dropout_scale(p);
   EF_DISPATCH_FLOAT_HALF_BF16(x.scalar_type(), "dropout_cuda", [&] {
     dropout_kernel<scalar_t><<<ceil_div(ceil_div(n, 4), kThreads), kThreads, 0, stream()>>>(
         x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), n, static_cast<float>(p), scale, static_cast<uint64_t>(seed),

@@ -4,7 +4,7 @@
     y_i = x_i / (1 - p) if uniform_i >= p else 0, uniform_i from word i mod 4 of counter i // 4 in stream
     (seed, offset) of electra_fast.random (the contract, with its float32 rounding: electra_fast/reference/dropout.py)
 The backward is the same op on the upstream gradient: the mask is drawn again, so nothing of x's size is kept
-for it (torch's dropout keeps a byte per element). Every backend draws the same mask bit for bit.
+for it (torch's dropout keeps a mask: a float32 per element on CPU, a byte on CUDA). Every backend draws the same mask bit for bit.
 
 Kernels: csrc/cpu/dropout.cpp (16 counters per SIMD step, csrc/cpu/philox_simd.h), csrc/cuda/dropout.cu,
 electra_fast/triton/dropout.py; the eager path of the cpp and cuda backends, a C++ autograd node:

@@ -1,9 +1,7 @@
 """The op declarations (electra_fast/ops/_dispatch.py): each matches its C++ registration and its custom op,
 and the rules run() and call() apply to every op (float64 on the reference, the lazy Triton import, the
 eager path) hold."""
-import importlib
 import os
-import pkgutil
 import subprocess
 import sys
 
@@ -11,23 +9,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import electra_fast.ops
 import electra_fast.random
 from electra_fast import _extension, backend
 from electra_fast.ops import _dispatch as dispatch
+from tests.helpers import declared_ops
 
-
-def _op_modules():
-    names = [m.name for m in pkgutil.iter_modules(electra_fast.ops.__path__) if not m.name.startswith("_")]
-    return [importlib.import_module(f"electra_fast.ops.{name}") for name in names]
-
-
-def _declared(modules):
-    return [op for module in modules for op in vars(module).values() if isinstance(op, dispatch.Op)]
-
-
-CUSTOM_OPS = _declared(_op_modules())  # each is run by a custom op electra_fast::<name>
-DECLARED = CUSTOM_OPS + _declared([electra_fast.random])
+CUSTOM_OPS = declared_ops()  # each is run by a custom op electra_fast::<name>
+DECLARED = CUSTOM_OPS + declared_ops([electra_fast.random])
 PASS_THROUGH = [op for op in CUSTOM_OPS if op.launch is None]
 ids = [op.name for op in DECLARED]
 

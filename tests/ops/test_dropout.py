@@ -6,6 +6,7 @@ import torch
 from scipy import stats
 
 import electra_fast.functional as F
+from electra_fast import backend
 from electra_fast.ops import dropout as ops
 from electra_fast.reference import dropout as reference
 from tests.helpers import over_pairs
@@ -161,7 +162,7 @@ def test_module_under_torch_compile_is_torchs_dropout():
 def test_eager_path_equals_custom_op_bit_for_bit_and_has_a_second_backward():
     """On cpp the public call is the C++ autograd node (ops/_dispatch.py: call); the custom op gives the same
     values and gradients, and the node's backward is dropout again, so a second backward is the mask once more."""
-    if "cpp" not in __import__("electra_fast").backend.available("cpu"):
+    if "cpp" not in backend.available("cpu"):
         pytest.skip("needs the cpp backend")
     x = torch.randn(4, 300)
     up = torch.randn(4, 300)
