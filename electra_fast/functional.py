@@ -4,6 +4,7 @@ Every function here is a fused op (electra_fast/ops/) that runs on the best back
 device (electra_fast.backend), differentiable where it says so, and traceable by torch.compile.
 """
 from .ops.dropout import dropout
+from .ops.dropout_add_layer_norm import dropout_add_layer_norm
 from .ops.early_exit import (Packed, Selected, exit_mask, gather_tokens, pad_packed, scatter_tokens, select_tokens,
                               unpad)
 from .ops.generator_head import generator_head
@@ -12,6 +13,7 @@ from .ops.rtd_loss import RTDMetrics, rtd_loss, rtd_metrics
 
 __all__ = [
     "dropout",
+    "dropout_add_layer_norm",
     "Packed",
     "exit_mask",
     "gather_tokens",

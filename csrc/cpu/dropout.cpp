@@ -1,5 +1,5 @@
 // CPU kernel of dropout on the Philox stream (contract: electra_fast/reference/dropout.py): 16 counters
-// at a time (csrc/cpu/philox_simd.h), 64 elements, one word each. The forward and the backward are this
+// at a time (csrc/cpu/dropout_simd.h), 64 elements, one word each. The forward and the backward are this
 // one kernel (the backward applies the same mask and scale to the upstream gradient).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -8,36 +8,14 @@
 #include "electra_fast/checks.h"
 #include "electra_fast/cpu_isa.h"
 #include "electra_fast/dropout.h"
-#include "philox_simd.h"
+#include "dropout_simd.h"
 
 namespace electra_fast {
 namespace cpu {
 namespace {
 
-constexpr int64_t kElementsPerBlock = 4 * kLanes;  // the elements of kLanes counters
 // Elements per task of the parallel loop and per float buffer of half inputs (a multiple of the block).
 constexpr int64_t kChunk = 64 * kElementsPerBlock;
-
-// y[i] = keep(first + i) ? x[i] * scale : 0 for i < n; `first` (the flat index of x[0]) is a multiple of
-// kElementsPerBlock, so that x[0] takes word 0 of a counter.
-EF_ALWAYS_INLINE void dropout_float_impl(const float* x, float* y, int64_t n, int64_t first, float p, float scale,
-                                         uint64_t seed, uint64_t offset) {
-  const vfloat threshold = vsplat(p);
-  for (int64_t begin = 0; begin < n; begin += kElementsPerBlock) {
-    vu32 words[4];
-    philox_lanes_by_element(philox_lanes(seed, offset, static_cast<uint64_t>((first + begin) / 4)), words);
-    for (int j = 0; j < 4; ++j) {
-      const int64_t at = begin + j * kLanes;
-      if (at >= n) break;
-      const auto keep = word_to_uniform(words[j]) >= threshold;
-      if (at + kLanes <= n) {
-        vstore(y + at, keep ? vload(x + at) * scale : vfloat{});
-      } else {
-        for (int64_t i = at; i < n; ++i) y[i] = keep[i - at] ? x[i] * scale : 0.f;
-      }
-    }
-  }
-}
 
 EF_CPU_VARIANTS(void, dropout_float,
                 (const float* x, float* y, int64_t n, int64_t first, float p, float scale, uint64_t seed,

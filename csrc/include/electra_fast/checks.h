@@ -234,4 +234,41 @@ inline void check_dropout_args(const at::Tensor& x, double p) {
   TORCH_CHECK(p >= 0.0 && p <= 1.0, "p must be in [0, 1], got ", p);
 }
 
+// --- dropout_add_layer_norm ---------------------------------------------------------------------------
+
+// x [..., N] and residual of x's shape (any kernel float dtypes); weight and bias [N] of residual's dtype.
+inline void check_dropout_add_layer_norm_args(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                                              const at::Tensor& bias, double eps, double p) {
+  const at::Device device = x.device();
+  check_tensor(x, "x", device);
+  check_kernel_float(x, "x");
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) > 0, "x must have a non-empty last (normalized) dimension, got shape ",
+              x.sizes());
+  check_tensor(residual, "residual", device);
+  check_kernel_float(residual, "residual");
+  TORCH_CHECK(residual.sizes() == x.sizes(), "residual must have x's shape ", x.sizes(), ", got ", residual.sizes());
+  check_tensor(weight, "weight", device, residual.scalar_type(), x.size(-1));
+  check_tensor(bias, "bias", device, residual.scalar_type(), x.size(-1));
+  TORCH_CHECK(eps >= 0.0, "eps must be >= 0, got ", eps);
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "p must be in [0, 1], got ", p);
+}
+
+// grad and s [..., N] of one dtype, mean and rstd float32 [s.numel() / N], weight [N] of s's dtype.
+inline void check_dropout_add_layer_norm_backward_args(const at::Tensor& grad, const at::Tensor& s,
+                                                       const at::Tensor& mean, const at::Tensor& rstd,
+                                                       const at::Tensor& weight, double p, at::ScalarType x_dtype) {
+  const at::Device device = s.device();
+  check_tensor(s, "s", device);
+  check_kernel_float(s, "s");
+  TORCH_CHECK(s.dim() >= 1 && s.size(-1) > 0, "s must have a non-empty last (normalized) dimension, got shape ",
+              s.sizes());
+  check_tensor(grad, "grad", device, s.scalar_type(), s.numel());
+  const int64_t rows = s.numel() / s.size(-1);
+  check_tensor(mean, "mean", device, at::kFloat, rows);
+  check_tensor(rstd, "rstd", device, at::kFloat, rows);
+  check_tensor(weight, "weight", device, s.scalar_type(), s.size(-1));
+  TORCH_CHECK(is_kernel_float(x_dtype), "x_dtype must be float32, float16 or bfloat16, got ", x_dtype);
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "p must be in [0, 1], got ", p);
+}
+
 }  // namespace electra_fast
