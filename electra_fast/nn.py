@@ -9,6 +9,18 @@ from . import functional as F
 from .ops._dispatch import plain_eager
 
 
+def _stream_seed() -> int:
+    """A new Philox stream seed from torch's default CPU generator, so that torch.manual_seed (and a checkpoint
+    of torch's RNG state) reproduce the masks."""
+    return int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+
+
+def _check_p(p: float) -> float:
+    if isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
+    return float(p)
+
+
 class Dropout(torch.nn.Module):
     """A drop-in for torch.nn.Dropout on `electra_fast.functional.dropout`: the mask is drawn from the Philox
     stream and drawn again in backward instead of being stored.
@@ -22,20 +34,47 @@ class Dropout(torch.nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if isinstance(p, bool) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = _check_p(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         if not plain_eager((x,)):
             return torch.nn.functional.dropout(x, self.p, training=True)
-        seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
-        return F.dropout(x, self.p, seed=seed)
+        return F.dropout(x, self.p, seed=_stream_seed())
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class DropoutAddLayerNorm(torch.nn.LayerNorm):
+    """LayerNorm(dropout(x) + residual) over the last dim, the end of a post-LN residual block, on
+    `electra_fast.functional.dropout_add_layer_norm`: a torch.nn.LayerNorm (same parameters and state dict) whose
+    forward also takes the block's output x and drops it out.
+
+    Masks come from the Philox stream as in `Dropout`, one new seed per training-mode call. Under torch.compile,
+    for fake tensors, dispatch modes and tensor subclasses, and for a float64 x with a float32 residual or the
+    reverse, it is torch's dropout, add and layer_norm.
+    forward(x [..., N], residual [..., N]) -> [..., N] in residual's dtype.
+    """
+
+    def __init__(self, normalized_shape: int, p: float = 0.1, eps: float = 1e-5, **kwargs):
+        if not isinstance(normalized_shape, int):
+            raise TypeError(f"normalized_shape must be an int (the last dim), got {normalized_shape!r}")
+        super().__init__(normalized_shape, eps=eps, **kwargs)
+        self.p = _check_p(p)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        p = self.p if self.training else 0.0
+        mixed_float64 = (x.dtype == torch.float64) != (residual.dtype == torch.float64)
+        if self.weight is None or self.bias is None or mixed_float64 or not plain_eager((x, residual)):
+            return torch.nn.functional.layer_norm(torch.nn.functional.dropout(x, p, training=p > 0.0) + residual,
+                                                  self.normalized_shape, self.weight, self.bias, self.eps)
+        return F.dropout_add_layer_norm(x, residual, self.weight.to(residual.dtype), self.bias.to(residual.dtype), p,
+                                        eps=self.eps, seed=_stream_seed() if p > 0.0 else None)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p}"
 
 
 class RTDLoss(torch.nn.Module):

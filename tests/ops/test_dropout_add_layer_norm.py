@@ -232,3 +232,49 @@ def test_raw_kernel_rejects_bad_arguments_clearly():
     with pytest.raises(RuntimeError, match="mean must have 4 elements"):
         torch.ops.electra_fast_C.dropout_add_layer_norm_backward(x, r, torch.zeros(3), torch.zeros(4), w, 0.1, 0, 0,
                                                                  torch.float32)
+
+
+# ------------------------------------------------------- the module (electra_fast.nn.DropoutAddLayerNorm)
+def test_module_is_a_layer_norm_with_dropout_on_its_input():
+    from electra_fast.nn import DropoutAddLayerNorm
+
+    norm = DropoutAddLayerNorm(64, 0.5, eps=1e-6)
+    assert isinstance(norm, torch.nn.LayerNorm) and set(norm.state_dict()) == {"weight", "bias"}
+    torch.nn.init.normal_(norm.weight)
+    x, r = torch.randn(3, 64), torch.randn(3, 64)
+    torch.manual_seed(3)
+    a, b = norm(x, r), norm(x, r)
+    assert not torch.equal(a, b)  # a new stream per call, drawn from torch's generator
+    torch.manual_seed(3)
+    assert torch.equal(norm(x, r), a) and torch.equal(norm(x, r), b)
+    norm.eval()
+    torch.testing.assert_close(norm(x, r), torch.nn.functional.layer_norm(x + r, (64,), norm.weight, norm.bias, 1e-6))
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\], got 1.5"):
+        DropoutAddLayerNorm(8, 1.5)
+    with pytest.raises(TypeError, match="normalized_shape must be an int"):
+        DropoutAddLayerNorm((8,), 0.1)
+
+
+def test_module_draws_its_seed_from_torch_and_backward_uses_the_forwards_mask():
+    from electra_fast.nn import DropoutAddLayerNorm
+
+    norm = DropoutAddLayerNorm(100, 0.3)
+    x = torch.randn(3, 100, requires_grad=True)
+    r = torch.randn(3, 100)
+    torch.manual_seed(5)
+    seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+    torch.manual_seed(5)
+    y = norm(x, r)
+    torch.testing.assert_close(y, F.dropout_add_layer_norm(x, r, norm.weight, norm.bias, 0.3, seed=seed))
+    y.backward(torch.randn_like(y))
+    keep = reference_dropout.keep_mask(x.numel(), 0.3, seed, 0).view(x.shape)
+    assert torch.equal(x.grad != 0, keep)
+
+
+def test_module_under_torch_compile_is_torchs_ops():
+    from electra_fast.nn import DropoutAddLayerNorm
+
+    torch._dynamo.reset()
+    norm = DropoutAddLayerNorm(64, 0.0).eval()
+    x, r = torch.randn(4, 64), torch.randn(4, 64)
+    torch.testing.assert_close(torch.compile(norm, fullgraph=True)(x, r), norm(x, r))
