@@ -109,8 +109,11 @@ class EncoderLayer(nn.Module):
         p = self.attention_dropout.p if self.training else 0.0
         if p == 0.0 or q.device.type != "cpu" or not plain_eager((q,)):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
-        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        return self.attention_dropout(scores.masked_fill(~attn_mask, float("-inf")).softmax(-1)) @ v
+        # scaled and masked in place, with no copy forward or backward: matmul keeps q and k, not its output
+        scores = q @ k.transpose(-2, -1)
+        masked = torch.zeros(attn_mask.shape, dtype=scores.dtype).masked_fill_(~attn_mask, float("-inf"))
+        scores.mul_(q.shape[-1] ** -0.5).add_(masked)
+        return self.attention_dropout(scores.softmax(-1)) @ v
 
 
 class Encoder(nn.Module):
