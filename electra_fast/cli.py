@@ -82,7 +82,7 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--accumulation", type=int, default=1, help="gradient accumulation micro-steps")
     train.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm (0: off)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--compile", action="store_true", help="torch.compile each encoder layer (dynamic shapes, no recompiling per batch)")
     train.add_argument("--fsdp", action="store_true", help="FullyShardedDataParallel instead of DDP under torchrun")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the local GPU if any)")
 

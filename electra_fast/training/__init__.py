@@ -5,7 +5,7 @@ setup         builds a run from a TrainConfig (process group, output directory, 
 loop          Trainer: builds the model and optimizer, then trains, evaluates, saves and exports
 seeds         the Philox offset and torch seed of every micro-batch
 optim         AdamW, its parameter groups and the learning-rate schedule
-distributed   the ranks under torchrun, and the DDP / FSDP / torch.compile wrappers
+distributed   the ranks under torchrun, the DDP / FSDP wrappers, and the compiled encoder layers
 evaluation    held-out RTD metrics with the run's own generator, and the fixed yardstick (electra_fast.evaluation)
 checkpoint    the checkpoint file (safetensors, written atomically, checksummed) and its metadata
 record        the run record: what a resumed run takes from its checkpoint, and what it may change

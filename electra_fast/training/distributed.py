@@ -1,4 +1,4 @@
-"""The ranks of a run under torchrun, and the wrappers (DDP or FSDP, torch.compile) around its model."""
+"""The ranks of a run under torchrun, and the wrappers (DDP or FSDP) around its model and its compiled layers."""
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +70,23 @@ def resolve_device(name: Optional[str], local_rank: int = 0) -> torch.device:
     return device
 
 
+def compile_layers(model: nn.Module) -> int:
+    """Compiles every encoder layer of `model` in place with torch.compile and dynamic shapes, so that one graph
+    per layer shape (generator, discriminator) serves every batch size and sequence length: no recompiling per
+    batch, and the early-exit loop around the layers stays eager. Returns how many layers it compiled."""
+    from ..models.encoder import EncoderLayer
+
+    layers = [m for m in model.modules() if isinstance(m, EncoderLayer)]
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
 def wrap(model: nn.Module, dist: Dist, device: torch.device, *, fsdp: bool, compile: bool) -> nn.Module:
-    """`model` under DDP (or FSDP) when there are several ranks, then under torch.compile if asked."""
+    """`model` with its layers compiled if asked (compile_layers), under DDP (or FSDP) when there are several
+    ranks."""
+    if compile:
+        compile_layers(model)
     if dist.world > 1:
         if fsdp:
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -81,15 +96,12 @@ def wrap(model: nn.Module, dist: Dist, device: torch.device, *, fsdp: bool, comp
         else:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        model = torch.compile(model)
     return model
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module under torch.compile and DDP. An FSDP module is returned as it is: its state dict gathers
-    the shards, and it forwards attribute access to the module it wraps."""
-    model = getattr(model, "_orig_mod", model)
+    """The module under DDP. An FSDP module is returned as it is: its state dict gathers the shards, and it
+    forwards attribute access to the module it wraps."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
@@ -99,9 +111,8 @@ def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
     shards: a norm over the local shard would differ from rank to rank, and so would the scaling."""
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-    inner = getattr(model, "_orig_mod", model)
-    if isinstance(inner, FSDP):
-        return inner.clip_grad_norm_(max_norm)
+    if isinstance(model, FSDP):
+        return model.clip_grad_norm_(max_norm)
     return nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
 
@@ -111,7 +122,6 @@ def full_parameters(model: nn.Module):
     forward (the yardstick, the Hugging Face export) reads the weights and not this rank's shard."""
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-    inner = getattr(model, "_orig_mod", model)
-    if isinstance(inner, FSDP):
-        return FSDP.summon_full_params(inner, writeback=False)
+    if isinstance(model, FSDP):
+        return FSDP.summon_full_params(model, writeback=False)
     return contextlib.nullcontext()

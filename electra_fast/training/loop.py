@@ -50,7 +50,7 @@ class Trainer:
         self.optimizer, self.scheduler = adamw(model, lr=self.config.learning_rate, eps=self.config.adam_epsilon,
                                                weight_decay=cfg.weight_decay, warmup=self.warmup,
                                                total_steps=cfg.steps)
-        # The model as it runs (under DDP/FSDP and torch.compile when asked); unwrap(self.model) is the module.
+        # The model as it runs (layers compiled and under DDP/FSDP when asked); unwrap(self.model) is the module.
         self.model = wrap(model, self.dist, self.device, fsdp=cfg.fsdp, compile=cfg.compile)
         self.step, self.stats = 0, {"tokens": 0, "flops": 0.0, "flops_full": 0.0, "time": 0.0}
         if setup.checkpoint is not None:  # after wrapping: FSDP shards the AdamW state as it shards the weights
