@@ -77,6 +77,22 @@ class DropoutAddLayerNorm(torch.nn.LayerNorm):
         return f"{super().extra_repr()}, p={self.p}"
 
 
+class LinearGELU(torch.nn.Linear):
+    """gelu(x W^T + b), the exact (erf) GELU: a torch.nn.Linear (same parameters and state dict) whose bias is added
+    by `electra_fast.functional.bias_gelu` together with the activation, one pass each way (on CPU, torch's
+    addmm would first copy the broadcast bias into its whole output, and gelu's backward and the bias gradient
+    are two more passes). Under torch.compile, for fake tensors, dispatch modes and tensor subclasses, and
+    without a bias, it is torch's linear and gelu.
+    forward(x [..., in_features]) -> [..., out_features]
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bias is None or not plain_eager((x,)):
+            return torch.nn.functional.gelu(super().forward(x))
+        h = torch.nn.functional.linear(x, self.weight)
+        return F.bias_gelu(h, self.bias.to(h.dtype))
+
+
 class RTDLoss(torch.nn.Module):
     """Replaced-token-detection loss: `electra_fast.functional.rtd_loss` as a module.
 

@@ -245,3 +245,25 @@ def test_raw_kernels_check_their_arguments():
     for fn, message in cases:
         with pytest.raises(RuntimeError, match=message):
             fn()
+
+
+# -------------------------------------------------------------- the module (electra_fast.nn.LinearGELU)
+def test_linear_gelu_module_is_a_linear_followed_by_gelu():
+    from electra_fast.nn import LinearGELU
+
+    layer = LinearGELU(24, 40)
+    assert isinstance(layer, torch.nn.Linear) and set(layer.state_dict()) == {"weight", "bias"}
+    torch.nn.init.normal_(layer.bias)
+    x = torch.randn(3, 5, 24, requires_grad=True)
+    y = layer(x)
+    assert "BiasGelu" in y.grad_fn.name() or "bias_gelu" in y.grad_fn.name()
+    x2 = x.detach().clone().requires_grad_()
+    plain = torch.nn.functional.gelu(torch.nn.functional.linear(x2, layer.weight, layer.bias))
+    torch.testing.assert_close(y, plain, rtol=1e-5, atol=1e-6)
+    up = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, layer.weight, layer.bias), up)
+    expected = torch.autograd.grad(plain, (x2, layer.weight, layer.bias), up)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+    no_bias = LinearGELU(24, 40, bias=False)
+    torch.testing.assert_close(no_bias(x), torch.nn.functional.gelu(x @ no_bias.weight.T))
