@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-OP_RESULTS = ("rtd_loss", "replace", "generator_head", "early_exit", "dropout")
+OP_RESULTS = ("rtd_loss", "replace", "generator_head", "early_exit", "dropout", "dropout_add_layer_norm", "bias_gelu")
 # columns that identify a row of an op benchmark (whichever a script has), then the figures worth quoting
 OP_KEYS = ("op", "B", "T", "M", "V", "E", "H", "N", "batch", "seq_len", "active", "shape", "case", "dtype", "pass",
            "mode", "direction", "impl", "backend", "method")

@@ -4,8 +4,9 @@
     (the same as `electra-fast bench [--quick] [--out DIR]`)
 
 Sections, in order (each failure is recorded and the rest still run):
-    ops         every op benchmark script (bench_rtd_loss, bench_replace, bench_generator_head,
-                bench_early_exit, bench_dropout), each in its own process: ours vs eager vs torch.compile vs the floor
+    ops         every op benchmark script (bench_rtd_loss, bench_replace, bench_generator_head, bench_early_exit,
+                bench_dropout, bench_dropout_add_layer_norm, bench_bias_gelu), each in its own process: ours vs
+                eager vs torch.compile vs the floor
     train_step  ELECTRA training step, ours vs the Hugging Face baseline (bench_train_step.py)
     profile     where one step's time goes, ours and HF, by phase and op category (profile_step.py)
     scaling     step time against sequence length and batch, ours vs HF (bench_scaling.py)
@@ -35,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 SECTIONS = ("ops", "train_step", "profile", "scaling", "flops", "quality", "roofline", "gpu")
 OP_SCRIPTS = ("bench_rtd_loss.py", "bench_replace.py", "bench_generator_head.py", "bench_early_exit.py",
-              "bench_dropout.py")
+              "bench_dropout.py", "bench_dropout_add_layer_norm.py", "bench_bias_gelu.py")
 OP_TIMEOUT_S = {"quick": 150, "full": 1200}
 
 

@@ -427,6 +427,50 @@ def dropout_cases() -> List[Case]:
             _dropout_case((65,), torch.float16, 1.0)]
 
 
+# ---------------------------------------------------------------------------- dropout_add_layer_norm
+def _dropout_add_layer_norm_case(shape, x_dtype, r_dtype, p):
+    def run(device):
+        g = _generator(10, *shape)
+        n = shape[-1]
+        x = torch.randn(shape, generator=g).to(device, x_dtype).requires_grad_()
+        r = torch.randn(shape, generator=g).to(device, r_dtype).requires_grad_()
+        w = (1.0 + 0.3 * torch.randn(n, generator=g)).to(device, r_dtype).requires_grad_()
+        b = (0.1 * torch.randn(n, generator=g)).to(device, r_dtype).requires_grad_()
+        y = F.dropout_add_layer_norm(x, r, w, b, p, eps=1e-12, seed=SEED, offset=OFFSET)
+        dx, dr, dw, db = _grads(y, [x, r, w, b], g)
+        # the statistics and the weight/bias sums are reductions, in each backend's order
+        loose = tolerance(r_dtype, loose=True)
+        return {"y": Out(y, *loose), "dx": Out(dx, *tolerance(x_dtype, loose=True)), "dresidual": Out(dr, *loose),
+                "dweight": Out(dw, *loose), "dbias": Out(db, *loose)}
+
+    return Case("dropout_add_layer_norm", f"{_dt(x_dtype)}+{_dt(r_dtype)} {list(shape)} p={p}", run)
+
+
+def dropout_add_layer_norm_cases() -> List[Case]:
+    return [_dropout_add_layer_norm_case((3, 1037), torch.float32, torch.float32, 0.1),
+            _dropout_add_layer_norm_case((2, 5, 67), torch.bfloat16, torch.float32, 0.5),
+            _dropout_add_layer_norm_case((4, 256), torch.float16, torch.float16, 0.0)]
+
+
+# ------------------------------------------------------------------------------------------ bias_gelu
+def _bias_gelu_case(shape, dtype):
+    def run(device):
+        g = _generator(11, *shape)
+        x = (2.0 * torch.randn(shape, generator=g)).to(device, dtype).requires_grad_()
+        bias = torch.randn(shape[-1], generator=g).to(device, dtype).requires_grad_()
+        y = F.bias_gelu(x, bias)
+        dx, dbias = _grads(y, [x, bias], g)
+        return {"y": Out(y, *tolerance(dtype)), "dx": Out(dx, *tolerance(dtype)),
+                "dbias": Out(dbias, *tolerance(dtype, loose=True))}  # a sum over the rows
+
+    return Case("bias_gelu", f"{_dt(dtype)} {list(shape)}", run)
+
+
+def bias_gelu_cases() -> List[Case]:
+    return [_bias_gelu_case((3, 1037), torch.float32), _bias_gelu_case((2, 5, 67), torch.bfloat16),
+            _bias_gelu_case((4, 256), torch.float16)]
+
+
 def _dt(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int32: "int32",
             torch.int64: "int64"}[dtype]
@@ -435,4 +479,4 @@ def _dt(dtype: torch.dtype) -> str:
 def all_cases() -> List[Case]:
     """Every case, grouped by op in the order the selftest reports them."""
     return (rtd_cases() + mask_cases() + sample_cases() + statistical_cases() + head_cases() + exit_cases()
-            + early_exit_cases() + dropout_cases())
+            + early_exit_cases() + dropout_cases() + dropout_add_layer_norm_cases() + bias_gelu_cases())
