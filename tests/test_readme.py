@@ -19,11 +19,11 @@ def section() -> str:
 BLOCKS = re.findall(r"^```python\n(.*?)^```", section(), flags=re.S | re.M)
 
 
-def test_section_has_the_five_examples():
-    assert len(BLOCKS) == 5
+def test_section_has_the_six_examples():
+    assert len(BLOCKS) == 6
     joined = "\n".join(BLOCKS)
     for name in ("generator_head", "rtd_loss", "gather_tokens", "select_tokens", "scatter_tokens", "apply_kernels",
-                 "corpus_heldout_sets"):
+                 "corpus_heldout_sets", "DropoutAddLayerNorm", "LinearGELU"):
         assert name in joined, name
 
 
