@@ -11,8 +11,9 @@ Baseline ("hf-*"), built the way a user wires transformers' ELECTRA classes as t
                    or softmax + torch.multinomial
     loss           mlm + 50 * rtd, AdamW step
 Ours: `ElectraForPretraining(config)` of the same preset, without early exit, with budgeted early exit
-(keep a fraction of the positions after the default exit layer), with threshold early exit, and with each
-statistical generator. Both sides: same batches (the bundled corpus, packed
+(keep a fraction of the positions after the default exit layer), with threshold early exit, with each
+statistical generator, and (full run) with its encoder layers compiled as `electra-fast pretrain --compile`
+compiles them ("ours-compiled"; compiled during the untimed first round). Both sides: same batches (the bundled corpus, packed
 to the preset's length with a WordPiece vocabulary of the preset's size), same thread count, same
 optimiser, one process, and the configurations interleaved step by step (the starting configuration
 rotates every round), so machine drift lands on all of them alike.
@@ -228,9 +229,11 @@ def warm_state(base, corpus: Corpus, warm_steps: int) -> Dict[str, torch.Tensor]
 
 def build_runners(preset: str, corpus: Corpus, keeps: Sequence[float], thresholds: Sequence[float],
                   statistical: Sequence[str], hf_samplings: Sequence[str] = HF_SAMPLINGS,
-                  warm_steps: int = 0) -> List[Runner]:
-    """The HF baselines, ours without/with early exit (warmed alike), and ours with each statistical generator."""
+                  warm_steps: int = 0, compiled: bool = False) -> List[Runner]:
+    """The HF baselines, ours without/with early exit (warmed alike), ours with each statistical generator, and
+    ours with its layers compiled when `compiled`."""
     from electra_fast.models import ElectraForPretraining
+    from electra_fast.training.distributed import compile_layers
 
     torch.manual_seed(0)
     base = electra_config(preset, corpus)
@@ -245,6 +248,10 @@ def build_runners(preset: str, corpus: Corpus, keeps: Sequence[float], threshold
         cfg = base.replace(generator=kind)
         runners.append(Runner(f"ours-{kind}", "ours", ElectraForPretraining(cfg, make_sampler(kind, cfg, corpus.counts)),
                               cfg, generator=kind))
+    if compiled:
+        model = ElectraForPretraining(base)
+        compile_layers(model)
+        runners.append(Runner("ours-compiled", "ours", model, base))
     return runners
 
 
@@ -369,6 +376,7 @@ PLANS = {
 KEEPS = {"full": (0.5,), "quick": (0.5,)}
 THRESHOLDS = {"full": (0.95, 0.9), "quick": (0.9,)}
 STATISTICAL_RUNS = {"full": STATISTICAL, "quick": ("uniform",)}
+COMPILED_RUNS = {"full": True, "quick": False}  # compiling takes about a minute per preset on 2 cores
 
 
 def run(presets: Sequence[str] = ("tiny", "small"), quick: bool = False, *, keeps: Optional[Sequence[float]] = None,
@@ -387,7 +395,8 @@ def run(presets: Sequence[str] = ("tiny", "small"), quick: bool = False, *, keep
 
         vocab = ElectraConfig.preset(preset).vocab_size
         corpus = load_corpus(vocab, batch, seq_len, max(rounds + 1, warm_steps, 1))
-        runners = build_runners(preset, corpus, keeps, thresholds, statistical, warm_steps=warm_steps)
+        runners = build_runners(preset, corpus, keeps, thresholds, statistical, warm_steps=warm_steps,
+                                compiled=COMPILED_RUNS[mode])
         interleave(runners, corpus.batches, rounds)
         rows += summarise(runners, preset, batch, seq_len)
         if keeps or thresholds:
