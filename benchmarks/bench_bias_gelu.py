@@ -24,7 +24,7 @@ from bench_rtd_loss import default_backends  # noqa: E402
 from common import add_speedups, compiled, parse_args, print_table, time_fn, write_results  # noqa: E402
 
 from electra_fast import backend  # noqa: E402
-from electra_fast.ops.bias_gelu import bias_gelu  # noqa: E402
+from electra_fast.functional import bias_gelu  # noqa: E402
 
 ROWS = 8 * 128
 SHAPES = {"small": (ROWS, 1024), "base": (ROWS, 3072)}  # (rows, FFN width); the hidden size is a quarter of it

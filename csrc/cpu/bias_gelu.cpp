@@ -98,21 +98,6 @@ struct RowTasks {
   int64_t end(int64_t t) const { return std::min(rows, begin(t) + rows_per_task); }
 };
 
-// x [..., N] contiguous of a kernel float dtype, at least 1-D; bias [N] of x's dtype on x's device; grad (when
-// given) of x's shape and dtype.
-void check_bias_gelu_args(const at::Tensor& x, const at::Tensor& bias, const at::Tensor* grad) {
-  const at::Device device = x.device();
-  check_tensor(x, "x", device);
-  check_kernel_float(x, "x");
-  TORCH_CHECK(x.dim() >= 1, "x must have at least one dimension [..., N], got a 0-d tensor");
-  TORCH_CHECK(bias.dim() == 1, "bias must be 1-D [N], got shape ", bias.sizes());
-  check_tensor(bias, "bias", device, x.scalar_type(), x.size(-1));
-  if (grad != nullptr) {
-    check_tensor(*grad, "grad", device, x.scalar_type(), x.numel());
-    TORCH_CHECK(grad->sizes() == x.sizes(), "grad must have x's shape ", x.sizes(), ", got ", grad->sizes());
-  }
-}
-
 // A row of n elements as floats: converted into `buffer` for half types, the row itself for float.
 template <typename scalar_t>
 const float* float_row(const scalar_t* p, int64_t n, float* buffer) {

@@ -65,21 +65,6 @@ __global__ void bias_gelu_backward_kernel(const scalar_t* __restrict__ grad, con
   }
 }
 
-// x [..., N] contiguous of a kernel float dtype, at least 1-D; bias [N] of x's dtype on x's device; grad (when
-// given) of x's shape and dtype.
-void check_bias_gelu_args(const at::Tensor& x, const at::Tensor& bias, const at::Tensor* grad) {
-  const at::Device device = x.device();
-  check_tensor(x, "x", device);
-  check_kernel_float(x, "x");
-  TORCH_CHECK(x.dim() >= 1, "x must have at least one dimension [..., N], got a 0-d tensor");
-  TORCH_CHECK(bias.dim() == 1, "bias must be 1-D [N], got shape ", bias.sizes());
-  check_tensor(bias, "bias", device, x.scalar_type(), x.size(-1));
-  if (grad != nullptr) {
-    check_tensor(*grad, "grad", device, x.scalar_type(), x.numel());
-    TORCH_CHECK(grad->sizes() == x.sizes(), "grad must have x's shape ", x.sizes(), ", got ", grad->sizes());
-  }
-}
-
 at::Tensor bias_gelu_cuda(const at::Tensor& x, const at::Tensor& bias) {
   check_bias_gelu_args(x, bias, nullptr);
   at::Tensor y = at::empty_like(x);

@@ -234,6 +234,22 @@ inline void check_dropout_args(const at::Tensor& x, double p) {
   TORCH_CHECK(p >= 0.0 && p <= 1.0, "p must be in [0, 1], got ", p);
 }
 
+// --- bias_gelu, bias_gelu_backward --------------------------------------------------------------------
+
+// x [..., N] of a kernel float dtype, bias [N] of x's dtype, and (backward) grad of x's shape and dtype.
+inline void check_bias_gelu_args(const at::Tensor& x, const at::Tensor& bias, const at::Tensor* grad) {
+  const at::Device device = x.device();
+  check_tensor(x, "x", device);
+  check_kernel_float(x, "x");
+  TORCH_CHECK(x.dim() >= 1, "x must have at least one dimension [..., N], got a 0-d tensor");
+  TORCH_CHECK(bias.dim() == 1, "bias must be 1-D [N], got shape ", bias.sizes());
+  check_tensor(bias, "bias", device, x.scalar_type(), x.size(-1));
+  if (grad != nullptr) {
+    check_tensor(*grad, "grad", device, x.scalar_type(), x.numel());
+    TORCH_CHECK(grad->sizes() == x.sizes(), "grad must have x's shape ", x.sizes(), ", got ", grad->sizes());
+  }
+}
+
 // --- dropout_add_layer_norm ---------------------------------------------------------------------------
 
 // x [..., N] and residual of x's shape (any kernel float dtypes); weight and bias [N] of residual's dtype.
