@@ -74,14 +74,17 @@ def run(op: Op, device: torch.device | str, dtype: torch.dtype, *args):
     return op.launch(kernel(op, name), *args)
 
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # a Parameter is a plain tensor to C++ (it overrides no torch function)
+
+
 def plain_eager(tensors) -> bool:
-    """True when every tensor is a plain torch.Tensor on a real device and no tracing, dispatch mode or
-    functorch transform is active."""
+    """True when every tensor is a plain torch.Tensor (or nn.Parameter) on a real device and no tracing, dispatch
+    mode or functorch transform is active."""
     if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
         return False
     if torch._C._are_functorch_transforms_active():
         return False
-    return all(type(t) is torch.Tensor and not t.is_meta for t in tensors)
+    return all(type(t) in _PLAIN and not t.is_meta for t in tensors)
 
 
 def call(op: Op, custom_op: Callable, *args):

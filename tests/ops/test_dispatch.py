@@ -119,6 +119,10 @@ def test_run_passes_the_arguments_unchanged_without_launch():
     assert calls == [] and counts.tolist() == [2, 1, 1, 2]
 
 
+class _Subclass(torch.Tensor):
+    pass
+
+
 class _Passthrough(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return func(*args, **(kwargs or {}))
@@ -147,9 +151,11 @@ def test_call_takes_the_cpp_autograd_kernel_only_in_plain_eager_on_cpp():
         assert calls == [] and "RtdLoss" in loss.grad_fn.name() and grad.shape == x.shape
         with torch.no_grad():
             assert dispatch.call(RTD_LOSS, custom, *args(x))[0].grad_fn is None
+        # a Parameter is a plain tensor to C++: model weights take the C++ path too
+        assert "RtdLoss" in dispatch.call(RTD_LOSS, custom, *args(torch.nn.Parameter(x)))[0].grad_fn.name()
         assert calls == []
         dispatch.call(RTD_LOSS, custom, *args(x.double()))  # a reference dtype
-        dispatch.call(RTD_LOSS, custom, *args(torch.nn.Parameter(x)))  # a subclass
+        dispatch.call(RTD_LOSS, custom, *args(x.as_subclass(_Subclass)))  # a subclass
         with _Passthrough():
             dispatch.call(RTD_LOSS, custom, *args(x))
         dispatch.call(replace(RTD_LOSS, kernel_autograd=None), custom, *args(x))
