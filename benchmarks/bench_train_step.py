@@ -381,13 +381,14 @@ COMPILED_RUNS = {"full": True, "quick": False}  # compiling takes about a minute
 
 def run(presets: Sequence[str] = ("tiny", "small"), quick: bool = False, *, keeps: Optional[Sequence[float]] = None,
         thresholds: Optional[Sequence[float]] = None, statistical: Optional[Sequence[str]] = None,
-        plan: Optional[Dict[str, tuple]] = None) -> List[Dict[str, object]]:
+        plan: Optional[Dict[str, tuple]] = None, compiled: Optional[bool] = None) -> List[Dict[str, object]]:
     """Benchmark each preset; returns the rows (see summarise and time_discriminators)."""
     mode = "quick" if quick else "full"
     plan = plan or PLANS[mode]
     keeps = KEEPS[mode] if keeps is None else keeps
     thresholds = THRESHOLDS[mode] if thresholds is None else thresholds
     statistical = STATISTICAL_RUNS[mode] if statistical is None else statistical
+    compiled = COMPILED_RUNS[mode] if compiled is None else compiled
     rows: List[Dict[str, object]] = []
     for preset in presets:
         batch, seq_len, rounds, warm_steps = plan[preset]
@@ -396,7 +397,7 @@ def run(presets: Sequence[str] = ("tiny", "small"), quick: bool = False, *, keep
         vocab = ElectraConfig.preset(preset).vocab_size
         corpus = load_corpus(vocab, batch, seq_len, max(rounds + 1, warm_steps, 1))
         runners = build_runners(preset, corpus, keeps, thresholds, statistical, warm_steps=warm_steps,
-                                compiled=COMPILED_RUNS[mode])
+                                compiled=compiled)
         interleave(runners, corpus.batches, rounds)
         rows += summarise(runners, preset, batch, seq_len)
         if keeps or thresholds:
