@@ -19,9 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
 
-from bench_dropout import saved_bytes  # noqa: E402
 from bench_rtd_loss import default_backends  # noqa: E402
-from common import add_speedups, compiled, parse_args, print_table, time_fn, write_results  # noqa: E402
+from common import add_speedups, compiled, parse_args, print_table, saved_bytes, time_fn, write_results  # noqa: E402
 
 from electra_fast import backend  # noqa: E402
 from electra_fast.functional import bias_gelu  # noqa: E402
@@ -73,7 +72,7 @@ def bench_case(case, size, shape, device, backends, quick):
             timing = time_fn(call, quick=quick, repeats=50, min_seconds=0.5)
             rows.append({"op": "bias_gelu", "case": case, "size": size, "shape": "x".join(map(str, shape)),
                          "device": device, "mode": mode, "impl": impl, **timing.as_dict(),
-                         "saved_bytes": saved_bytes(lambda t, fn=fn: fn(t, w, b), x),
+                         "saved_bytes": saved_bytes(lambda t, fn=fn: fn(t, w, b), (x,)),
                          "note": impls["compiled"].note if impl == "compiled" else ""})
     add_speedups(rows, ("eager", "compiled"))
     return rows

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
 
 from bench_rtd_loss import default_backends  # noqa: E402
-from common import add_speedups, compiled, parse_args, print_table, time_fn, write_results  # noqa: E402
+from common import add_speedups, compiled, parse_args, print_table, saved_bytes, time_fn, write_results  # noqa: E402
 
 from electra_fast import backend  # noqa: E402
 from electra_fast import functional as F  # noqa: E402
@@ -27,20 +27,6 @@ from electra_fast import functional as F  # noqa: E402
 SHAPES = {"hidden": (8, 128, 256), "attention": (8, 4, 128, 128)}
 P = 0.1
 MODES = ("forward", "both")
-
-
-def saved_bytes(fn, x) -> int:
-    """Bytes of the tensors autograd keeps for fn(x)'s backward, other than x itself."""
-    saved = []
-
-    def pack(t):
-        if t.data_ptr() != x.data_ptr():
-            saved.append(t.numel() * t.element_size())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(x)
-    return sum(saved)
 
 
 def bench_shape(name, shape, device, backends, quick):
@@ -69,7 +55,7 @@ def bench_shape(name, shape, device, backends, quick):
         for mode, call in (("forward", forward), ("both", both)):
             timing = time_fn(call, quick=quick, repeats=50, min_seconds=0.5)
             rows.append({"op": "dropout", "shape": "x".join(map(str, shape)), "case": name, "device": device,
-                         "mode": mode, "impl": impl, **timing.as_dict(), "saved_bytes": saved_bytes(fn, x),
+                         "mode": mode, "impl": impl, **timing.as_dict(), "saved_bytes": saved_bytes(fn, (x,)),
                          "note": torch_compiled.note if impl == "compiled" else ""})
     add_speedups(rows, ("eager", "compiled"))
     return rows

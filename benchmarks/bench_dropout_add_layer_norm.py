@@ -19,7 +19,7 @@ import torch  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
 
 from bench_rtd_loss import default_backends  # noqa: E402
-from common import add_speedups, compiled, parse_args, print_table, time_fn, write_results  # noqa: E402
+from common import add_speedups, compiled, parse_args, print_table, saved_bytes, time_fn, write_results  # noqa: E402
 
 from electra_fast import backend  # noqa: E402
 from electra_fast import functional as F  # noqa: E402
@@ -27,21 +27,6 @@ from electra_fast import functional as F  # noqa: E402
 SHAPES = {"small": (8, 128, 256), "base": (8, 128, 768)}
 P = 0.1
 EPS = 1e-12
-
-
-def saved_bytes(fn, inputs) -> int:
-    """Bytes of the tensors autograd keeps for fn(*inputs)'s backward, other than the inputs themselves."""
-    own = {t.data_ptr() for t in inputs}
-    saved = []
-
-    def pack(t):
-        if t.data_ptr() not in own:
-            saved.append(t.numel() * t.element_size())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(*inputs)
-    return sum(saved)
 
 
 def bench_shape(name, shape, device, backends, quick):

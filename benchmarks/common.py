@@ -240,6 +240,21 @@ def add_speedups(rows: Sequence[Dict[str, object]], baselines: Sequence[str], wi
             r[f"speedup_vs_{b}"] = ms[(r[within], b)] / r["ms"]
 
 
+def saved_bytes(fn: Callable, inputs: Sequence[torch.Tensor]) -> int:
+    """Bytes of the tensors autograd keeps for fn(*inputs)'s backward, other than the inputs themselves."""
+    own = {t.data_ptr() for t in inputs}
+    saved = []
+
+    def pack(t):
+        if t.data_ptr() not in own:
+            saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*inputs)
+    return sum(saved)
+
+
 def compiled(fn: Callable, **compile_kwargs) -> Compiled:
     """torch.compile(fn, **compile_kwargs) with an eager fallback and a note (see Compiled)."""
     return Compiled(fn, **compile_kwargs)

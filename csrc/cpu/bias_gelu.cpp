@@ -15,6 +15,7 @@
 #include "electra_fast/cpu_isa.h"
 #include "electra_fast/gelu.h"
 #include "fast_math.h"
+#include "row_tasks.h"
 
 namespace electra_fast {
 namespace cpu {
@@ -22,8 +23,7 @@ namespace {
 
 // Elements per parallel task at least: below this one thread does all the work (a fork/join costs more).
 constexpr int64_t kParallelGrain = 32768;
-// At most this many tasks, so that the backward's per-task dbias partial sums stay small next to dx. The split
-// depends only on the shape, never on the thread count, so dbias is the same whatever the number of threads.
+// At most this many tasks, so that the backward's per-task dbias partial sums stay small next to dx.
 constexpr int64_t kMaxTasks = 64;
 
 struct ExpNonpos {
@@ -85,19 +85,6 @@ const CpuKernel<decltype(&bias_gelu_backward_rows_baseline)> bias_gelu_backward_
     "bias_gelu_backward", &bias_gelu_backward_rows_baseline, &bias_gelu_backward_rows_avx2,
     &bias_gelu_backward_rows_avx512);
 
-// The rows of x [..., n] in tasks of rows_per_task consecutive rows (the last one shorter).
-struct RowTasks {
-  int64_t rows, n, rows_per_task, tasks;
-
-  RowTasks(int64_t numel, int64_t n_) : rows(n_ == 0 ? 0 : numel / n_), n(n_) {
-    const int64_t grain_rows = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(n, 1));
-    rows_per_task = std::max(grain_rows, (rows + kMaxTasks - 1) / kMaxTasks);
-    tasks = (rows + rows_per_task - 1) / rows_per_task;
-  }
-  int64_t begin(int64_t t) const { return t * rows_per_task; }
-  int64_t end(int64_t t) const { return std::min(rows, begin(t) + rows_per_task); }
-};
-
 // A row of n elements as floats: converted into `buffer` for half types, the row itself for float.
 template <typename scalar_t>
 const float* float_row(const scalar_t* p, int64_t n, float* buffer) {
@@ -145,7 +132,7 @@ void bias_gelu_backward_task(const scalar_t* g, const scalar_t* x, const float* 
 at::Tensor bias_gelu_cpu(const at::Tensor& x, const at::Tensor& bias) {
   check_bias_gelu_args(x, bias, nullptr);
   at::Tensor y = at::empty_like(x);
-  const RowTasks tasks(x.numel(), x.size(-1));
+  const RowTasks tasks(x.numel(), x.size(-1), kParallelGrain, kMaxTasks);
   const at::Tensor b = bias.to(at::kFloat);
   EF_DISPATCH_FLOAT_HALF_BF16(x.scalar_type(), "bias_gelu_cpu", [&] {
     const scalar_t* in = x.data_ptr<scalar_t>();
@@ -161,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_cpu(const at::Tensor& grad
                                                           const at::Tensor& bias) {
   check_bias_gelu_args(x, bias, &grad);
   at::Tensor dx = at::empty_like(x);
-  const RowTasks tasks(x.numel(), x.size(-1));
+  const RowTasks tasks(x.numel(), x.size(-1), kParallelGrain, kMaxTasks);
   const at::Tensor b = bias.to(at::kFloat);
   at::Tensor partials = at::zeros({tasks.tasks, tasks.n}, x.options().dtype(at::kFloat));
   EF_DISPATCH_FLOAT_HALF_BF16(x.scalar_type(), "bias_gelu_backward_cpu", [&] {

@@ -22,10 +22,10 @@ EF_CPU_VARIANTS(void, dropout_float,
                  uint64_t offset),
                 (x, y, n, first, p, scale, seed, offset), dropout_float_impl)
 
-const CpuKernel<decltype(&dropout_float_baseline)> dropout_float("dropout", &dropout_float_baseline,
-                                                                 &dropout_float_avx2, &dropout_float_avx512);
-
 }  // namespace
+
+const CpuKernel<DropoutFloat> dropout_float("dropout", &dropout_float_baseline, &dropout_float_avx2,
+                                            &dropout_float_avx512);
 
 // x with the stream's mask and scale applied (same shape and dtype); x contiguous.
 at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed, int64_t offset) {

@@ -19,12 +19,13 @@
 #include "electra_fast/cpu_isa.h"
 #include "electra_fast/dropout.h"
 #include "dropout_simd.h"
+#include "row_tasks.h"
 
 namespace electra_fast {
 namespace cpu {
 namespace {
 
-// Rows per task: about this many elements, so that a task's float buffers stay in the L2 cache.
+// Elements per task (whole rows, at least one): a task's float buffers stay in the L2 cache.
 constexpr int64_t kTaskElements = 16384;
 
 EF_ALWAYS_INLINE float row_sum(const float* v, int64_t n) {
@@ -95,10 +96,6 @@ EF_CPU_VARIANTS(void, layer_norm_row_backward,
                 (const float* dy, const float* s, const float* w, float mean, float rstd, float* ds, float* dw,
                  float* db, int64_t n),
                 (dy, s, w, mean, rstd, ds, dw, db, n), layer_norm_row_backward_impl)
-EF_CPU_VARIANTS(void, dropout_float,
-                (const float* x, float* y, int64_t n, int64_t first, float p, float scale, uint64_t seed,
-                 uint64_t offset),
-                (x, y, n, first, p, scale, seed, offset), dropout_float_impl)
 EF_CPU_VARIANTS(void, dropout_add_float,
                 (const float* x, const float* add, float* y, int64_t n, int64_t first, float p, float scale,
                  uint64_t seed, uint64_t offset),
@@ -109,25 +106,24 @@ const CpuKernel<decltype(&layer_norm_row_baseline)> layer_norm_row(
 const CpuKernel<decltype(&layer_norm_row_backward_baseline)> layer_norm_row_backward(
     "dropout_add_layer_norm_backward", &layer_norm_row_backward_baseline, &layer_norm_row_backward_avx2,
     &layer_norm_row_backward_avx512);
-const CpuKernel<decltype(&dropout_float_baseline)> dropout_float("dropout_add_layer_norm_dropout",
-                                                                 &dropout_float_baseline, &dropout_float_avx2,
-                                                                 &dropout_float_avx512);
 const CpuKernel<decltype(&dropout_add_float_baseline)> dropout_add_float(
     "dropout_add_layer_norm_dropout_add", &dropout_add_float_baseline, &dropout_add_float_avx2,
     &dropout_add_float_avx512);
 
-// The stream and the rows of a call, and their split into tasks of `per_task` rows.
-struct Rows {
-  int64_t rows, n, per_task;
+// The Philox stream of a call, as its kernels take it.
+struct Stream {
   float p, scale;
   uint64_t seed, offset;
 
-  Rows(int64_t numel, int64_t n, double p, int64_t seed, int64_t offset)
-      : rows(numel / n), n(n), per_task(std::max<int64_t>(1, kTaskElements / n)), p(static_cast<float>(p)),
-        scale(dropout_scale(p)), seed(static_cast<uint64_t>(seed)), offset(static_cast<uint64_t>(offset)) {}
-
-  int64_t tasks() const { return (rows + per_task - 1) / per_task; }
+  Stream(double p, int64_t seed, int64_t offset)
+      : p(static_cast<float>(p)), scale(dropout_scale(p)), seed(static_cast<uint64_t>(seed)),
+        offset(static_cast<uint64_t>(offset)) {}
 };
+
+// Tasks of about kTaskElements elements, however many rows that makes.
+RowTasks row_tasks(const at::Tensor& t) {
+  return RowTasks(t.numel(), t.size(-1), kTaskElements, std::max<int64_t>(1, t.numel()));  // no cap
+}
 
 // Elements [first, first + len) of t as float32: t's own memory when it is float32, else converted into `buffer`.
 template <typename t_t>
@@ -162,16 +158,16 @@ void store_float(const float* values, t_t* t, int64_t first, int64_t len) {
 
 template <typename x_t, typename r_t>
 void forward(const x_t* x, const r_t* residual, const float* w, const float* b, r_t* y, r_t* s, float* mean,
-             float* rstd, const Rows& rows, float eps) {
-  const int64_t n = rows.n;
-  at::parallel_for(0, rows.tasks(), 1, [&](int64_t t0, int64_t t1) {
+             float* rstd, const RowTasks& tasks, const Stream& st, float eps) {
+  const int64_t n = tasks.n;
+  at::parallel_for(0, tasks.tasks, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> x_buffer, r_buffer, s_buffer, y_buffer;
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t r0 = t * rows.per_task, r1 = std::min(rows.rows, r0 + rows.per_task);
+      const int64_t r0 = tasks.begin(t), r1 = tasks.end(t);
       const int64_t first = r0 * n, len = (r1 - r0) * n;
       float* sf = float_out(s, first, len, s_buffer);
       dropout_add_float(as_float(x, first, len, x_buffer), as_float(residual, first, len, r_buffer), sf, len, first,
-                        rows.p, rows.scale, rows.seed, rows.offset);
+                        st.p, st.scale, st.seed, st.offset);
       if constexpr (!std::is_same_v<r_t, float>) {
         // the statistics are of s as stored, rounded to its dtype
         store_float(sf, s, first, len);
@@ -189,12 +185,12 @@ void forward(const x_t* x, const r_t* residual, const float* w, const float* b, 
 // partials [tasks, 2, n]: task t's sums of dy * xhat (for dweight) and of dy (for dbias).
 template <typename x_t, typename r_t>
 void backward(const r_t* grad, const r_t* s, const float* mean, const float* rstd, const float* w, x_t* dx,
-              r_t* dresidual, float* partials, const Rows& rows) {
-  const int64_t n = rows.n;
-  at::parallel_for(0, rows.tasks(), 1, [&](int64_t t0, int64_t t1) {
+              r_t* dresidual, float* partials, const RowTasks& tasks, const Stream& st) {
+  const int64_t n = tasks.n;
+  at::parallel_for(0, tasks.tasks, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> dy_buffer, s_buffer, ds_buffer, dx_buffer;
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t r0 = t * rows.per_task, r1 = std::min(rows.rows, r0 + rows.per_task);
+      const int64_t r0 = tasks.begin(t), r1 = tasks.end(t);
       const int64_t first = r0 * n, len = (r1 - r0) * n;
       float* dw = partials + t * 2 * n;
       const float* dy = as_float(grad, first, len, dy_buffer);
@@ -206,7 +202,7 @@ void backward(const r_t* grad, const r_t* s, const float* mean, const float* rst
       }
       store_float(ds, dresidual, first, len);
       float* dxf = float_out(dx, first, len, dx_buffer);
-      dropout_float(ds, dxf, len, first, rows.p, rows.scale, rows.seed, rows.offset);
+      dropout_float(ds, dxf, len, first, st.p, st.scale, st.seed, st.offset);
       store_float(dxf, dx, first, len);
     }
   });
@@ -219,16 +215,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dropout_add_layer_nor
     const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight, const at::Tensor& bias, double eps,
     double p, int64_t seed, int64_t offset) {
   check_dropout_add_layer_norm_args(x, residual, weight, bias, eps, p);
-  const Rows rows(x.numel(), x.size(-1), p, seed, offset);
+  const RowTasks tasks = row_tasks(x);
+  const Stream st(p, seed, offset);
   at::Tensor y = at::empty_like(residual), s = at::empty_like(residual);
-  at::Tensor mean = at::empty({rows.rows}, x.options().dtype(at::kFloat)), rstd = at::empty_like(mean);
+  at::Tensor mean = at::empty({tasks.rows}, x.options().dtype(at::kFloat)), rstd = at::empty_like(mean);
   const at::Tensor w = weight.to(at::kFloat), b = bias.to(at::kFloat);
   EF_DISPATCH_FLOAT_HALF_BF16(x.scalar_type(), "dropout_add_layer_norm_cpu", [&] {
     using x_t = scalar_t;
     EF_DISPATCH_FLOAT_HALF_BF16(residual.scalar_type(), "dropout_add_layer_norm_cpu", [&] {
       forward(x.data_ptr<x_t>(), residual.data_ptr<scalar_t>(), w.data_ptr<float>(), b.data_ptr<float>(),
-              y.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), mean.data_ptr<float>(), rstd.data_ptr<float>(), rows,
-              static_cast<float>(eps));
+              y.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), mean.data_ptr<float>(), rstd.data_ptr<float>(), tasks,
+              st, static_cast<float>(eps));
     });
   });
   return {y, s, mean, rstd};
@@ -239,16 +236,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dropout_add_layer_nor
     const at::Tensor& grad, const at::Tensor& s, const at::Tensor& mean, const at::Tensor& rstd,
     const at::Tensor& weight, double p, int64_t seed, int64_t offset, at::ScalarType x_dtype) {
   check_dropout_add_layer_norm_backward_args(grad, s, mean, rstd, weight, p, x_dtype);
-  const Rows rows(s.numel(), s.size(-1), p, seed, offset);
+  const RowTasks tasks = row_tasks(s);
   at::Tensor dx = at::empty(s.sizes(), s.options().dtype(x_dtype)), dresidual = at::empty_like(s);
-  at::Tensor partials = at::zeros({rows.tasks(), 2, rows.n}, s.options().dtype(at::kFloat));
+  at::Tensor partials = at::zeros({tasks.tasks, 2, tasks.n}, s.options().dtype(at::kFloat));
   const at::Tensor w = weight.to(at::kFloat);
   EF_DISPATCH_FLOAT_HALF_BF16(x_dtype, "dropout_add_layer_norm_backward_cpu", [&] {
     using x_t = scalar_t;
     EF_DISPATCH_FLOAT_HALF_BF16(s.scalar_type(), "dropout_add_layer_norm_backward_cpu", [&] {
       backward(grad.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
                w.data_ptr<float>(), dx.data_ptr<x_t>(), dresidual.data_ptr<scalar_t>(), partials.data_ptr<float>(),
-               rows);
+               tasks, Stream(p, seed, offset));
     });
   });
   return {dx, dresidual, partials.select(1, 0).sum(0).to(weight.scalar_type()),

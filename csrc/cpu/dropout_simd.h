@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "electra_fast/cpu_isa.h"
 #include "electra_fast/macros.h"
 #include "philox_simd.h"
 
@@ -62,6 +63,12 @@ EF_ALWAYS_INLINE void dropout_add_float_impl(const float* x, const float* add, f
                                              float p, float scale, uint64_t seed, uint64_t offset) {
   dropout_lanes<true>(x, add, y, n, first, p, scale, seed, offset);
 }
+
+// dropout_float_impl built per instruction set, the build this CPU runs (defined in dropout.cpp, registered as the
+// "dropout" kernel): for the kernels that call it between other work rather than inline it into their own loops.
+using DropoutFloat = void (*)(const float* x, float* y, int64_t n, int64_t first, float p, float scale, uint64_t seed,
+                              uint64_t offset);
+extern const CpuKernel<DropoutFloat> dropout_float;
 
 }  // namespace cpu
 }  // namespace electra_fast
